@@ -1,0 +1,254 @@
+//! webhook-intake: `POST /github`. Verify the signature over the raw body, answer `ping`, turn
+//! push and pull_request deliveries into one `BuildRequest` each on the build queue, and never
+//! enqueue the same delivery twice. Nothing on this path calls GitHub, CodeBuild or a chat.
+
+pub mod plan;
+
+use std::sync::Arc;
+
+use lambda_http::http::{HeaderMap, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+use tracing::{Instrument, error, info, warn};
+
+use shared::config::Config;
+use shared::github::webhook::{
+    self, DELIVERY_HEADER, EVENT_HEADER, PingEvent, PullRequestEvent, PushEvent, SIGNATURE_HEADER,
+};
+use shared::messages::{self, BuildRequest};
+use shared::ports::{Clock, OutgoingMessage, Precondition, Queue, StateError, StateStore};
+use shared::secrets::SecretString;
+
+use crate::plan::{Delivery, Plan};
+
+/// GitHub caps a delivery at 25 MB and does not send a larger one; anything bigger is not
+/// GitHub. (Behind API Gateway and Lambda the platform limits are lower still.)
+pub const MAX_BODY_BYTES: usize = 25 * 1024 * 1024;
+
+/// GitHub lets a delivery be redelivered for 3 days (7 on Enterprise Server): a week of
+/// memory covers both.
+pub const DEDUP_TTL_SECS: i64 = 7 * 24 * 3600;
+
+/// What intake needs, built once per cold start.
+pub struct Deps {
+    pub config: Arc<Config>,
+    pub webhook_secret: SecretString,
+    pub builds: Arc<dyn Queue>,
+    pub state: Arc<dyn StateStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The answer to one delivery: a status and a short text for GitHub's delivery log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Reply {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// The Lambda entry point (API Gateway HTTP API v2 or a function URL). `lambda_http` has
+/// already base64-decoded the body when `isBase64Encoded` was set, so the bytes are the raw
+/// bytes GitHub signed.
+pub async fn handle(
+    deps: &Deps,
+    request: Request,
+) -> Result<Response<Body>, std::convert::Infallible> {
+    let reply = if request.method() != Method::POST {
+        Reply::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST a GitHub webhook delivery here",
+        )
+    } else {
+        handle_delivery(deps, request.headers(), request.body().as_ref()).await
+    };
+    Ok(to_response(&reply))
+}
+
+pub fn to_response(reply: &Reply) -> Response<Body> {
+    Response::builder()
+        .status(reply.status)
+        .header("content-type", "application/json")
+        .body(Body::Text(json!({ "message": reply.message }).to_string()))
+        .expect("a static response builds")
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// One delivery, from raw headers and body to a reply. Shared by the Lambda handler and the
+/// local server.
+pub async fn handle_delivery(deps: &Deps, headers: &HeaderMap, body: &[u8]) -> Reply {
+    let delivery_id = header(headers, DELIVERY_HEADER).unwrap_or("").to_string();
+    let event = header(headers, EVENT_HEADER).unwrap_or("").to_string();
+    let span = tracing::info_span!("delivery", delivery_id = %delivery_id, event = %event);
+    let reply = process(deps, headers, body, &delivery_id, &event)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        if reply.status.is_server_error() {
+            error!(status = reply.status.as_u16(), reason = %reply.message, "delivery failed");
+        } else if reply.status.is_client_error() {
+            warn!(status = reply.status.as_u16(), reason = %reply.message, "delivery refused");
+        } else {
+            info!(status = reply.status.as_u16(), outcome = %reply.message, "delivery answered");
+        }
+    });
+    reply
+}
+
+async fn process(
+    deps: &Deps,
+    headers: &HeaderMap,
+    body: &[u8],
+    delivery_id: &str,
+    event: &str,
+) -> Reply {
+    if body.len() > MAX_BODY_BYTES {
+        return Reply::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body is larger than GitHub's 25 MB cap",
+        );
+    }
+    // Nothing is parsed before the signature holds.
+    if let Err(e) = webhook::verify_signature(
+        deps.webhook_secret.expose().as_bytes(),
+        body,
+        header(headers, SIGNATURE_HEADER),
+    ) {
+        return Reply::new(StatusCode::UNAUTHORIZED, e.to_string());
+    }
+    let payload = match json_payload(headers, body) {
+        Ok(payload) => payload,
+        Err(reply) => return reply,
+    };
+    if event.is_empty() {
+        return Reply::new(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header");
+    }
+    if delivery_id.is_empty() {
+        return Reply::new(StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery header");
+    }
+    let delivery = Delivery {
+        id: delivery_id,
+        received_at: deps.clock.rfc3339(),
+    };
+    let plan = match event {
+        "ping" => {
+            return match webhook::parse::<PingEvent>(&payload) {
+                Ok(_) => Reply::new(StatusCode::OK, "pong"),
+                Err(e) => Reply::new(StatusCode::BAD_REQUEST, e.to_string()),
+            };
+        }
+        "push" => match webhook::parse::<PushEvent>(&payload) {
+            Ok(push) => plan::plan_push(&deps.config, &push, delivery),
+            Err(e) => return Reply::new(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        "pull_request" => match webhook::parse::<PullRequestEvent>(&payload) {
+            Ok(pr) => plan::plan_pull_request(&deps.config, &pr, delivery),
+            Err(e) => return Reply::new(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        other => Plan::Ignore(format!("event `{other}` does not start a build")),
+    };
+    match plan {
+        Plan::Ignore(reason) => Reply::new(StatusCode::OK, format!("ignored: {reason}")),
+        Plan::Build(request) => enqueue_once(deps, &request).await,
+    }
+}
+
+/// The JSON text of the delivery: the body itself, or the `payload` field of a form body.
+fn json_payload(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Reply> {
+    let content_type = header(headers, "content-type").unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media_type.as_str() {
+        "application/json" => Ok(body.to_vec()),
+        "application/x-www-form-urlencoded" => form_urlencoded::parse(body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v.into_owned().into_bytes())
+            .ok_or_else(|| Reply::new(StatusCode::BAD_REQUEST, "form body has no `payload` field")),
+        _ => Err(Reply::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content type must be application/json or application/x-www-form-urlencoded",
+        )),
+    }
+}
+
+fn dedup_key(delivery_id: &str) -> String {
+    format!("delivery:{delivery_id}")
+}
+
+/// Enqueues the request unless this delivery was enqueued before.
+///
+/// The order matters: the dedup record is written only after the message is on the queue, so
+/// a delivery whose enqueue failed never looks done, and GitHub's redelivery tries again. Two
+/// copies racing past the check both send with the delivery id as FIFO deduplication id, and
+/// SQS keeps one.
+async fn enqueue_once(deps: &Deps, request: &BuildRequest) -> Reply {
+    let key = dedup_key(&request.delivery_id);
+    let now = deps.clock.unix();
+    match deps.state.get(&key, now).await {
+        Ok(Some(_)) => {
+            return Reply::new(
+                StatusCode::OK,
+                "duplicate: this delivery was already queued",
+            );
+        }
+        Ok(None) => {}
+        Err(e) => {
+            error!(error = %e, "cannot check the delivery against earlier ones");
+            return Reply::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "state store unavailable; redeliver later",
+            );
+        }
+    }
+    let message = OutgoingMessage::fifo(
+        messages::encode(request),
+        request.message_group_id(),
+        messages::fifo_id(&request.delivery_id),
+    );
+    if let Err(e) = deps.builds.send(message).await {
+        error!(error = %e, "cannot enqueue the build request");
+        return Reply::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "build queue unavailable; redeliver later",
+        );
+    }
+    let record = json!({ "repo": request.repo, "sha": request.sha, "queued_at": now });
+    match deps
+        .state
+        .put(
+            &key,
+            record,
+            Precondition::Absent,
+            Some(now + DEDUP_TTL_SECS),
+            now,
+        )
+        .await
+    {
+        Ok(_) | Err(StateError::ConditionFailed) => {}
+        // The message is queued and the build will run; without the record a much later
+        // redelivery could queue it again, which build-dispatch's own idempotency absorbs.
+        Err(e) => warn!(error = %e, "queued, but the dedup record was not written"),
+    }
+    Reply::new(
+        StatusCode::ACCEPTED,
+        format!(
+            "queued: build of {} at {}",
+            request.line_of_work(),
+            request.short_sha()
+        ),
+    )
+}

@@ -1,0 +1,128 @@
+//! Cold start: read the environment contract once, load the config and secrets, build the
+//! clients. Handlers get what this builds and never read the environment themselves.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::adapters::dynamodb::DynamoStateStore;
+use crate::adapters::sqs::SqsQueue;
+use crate::config::{Config, ConfigError};
+use crate::ports::{Queue, StateStore};
+use crate::secrets::{Secrets, SecretsError};
+
+pub const CONFIG_PARAM: &str = "SHIPLINE_CONFIG_PARAM";
+pub const CONFIG_FILE: &str = "SHIPLINE_CONFIG_FILE";
+pub const SECRETS_ARN: &str = "SHIPLINE_SECRETS_ARN";
+pub const SECRETS_FILE: &str = "SHIPLINE_SECRETS_FILE";
+pub const STATE_TABLE: &str = "STATE_TABLE";
+pub const BUILD_QUEUE_URL: &str = "BUILD_QUEUE_URL";
+pub const DEPLOY_QUEUE_URL: &str = "DEPLOY_QUEUE_URL";
+pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("set {0}")]
+    Missing(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+/// What every function loads at cold start.
+pub struct Bootstrap {
+    pub aws: aws_config::SdkConfig,
+    pub config: Arc<Config>,
+    pub secrets: Arc<Secrets>,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn required(name: &str) -> Result<String, BootstrapError> {
+    var(name).ok_or_else(|| BootstrapError::Missing(name.to_string()))
+}
+
+impl Bootstrap {
+    /// Loads the AWS settings (region, credentials, `AWS_ENDPOINT_URL`), then the config and the
+    /// secrets side by side, and checks that every secret the config names is there.
+    pub async fn from_env() -> Result<Self, BootstrapError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let (config, secrets) = tokio::join!(load_config(&aws), load_secrets(&aws));
+        let (config, secrets) = (config?, secrets?);
+        config.check_secrets(&secrets)?;
+        Ok(Self {
+            aws,
+            config: Arc::new(config),
+            secrets: Arc::new(secrets),
+        })
+    }
+
+    /// The SQS queue whose URL is in the environment variable `var_name`.
+    pub fn queue(&self, var_name: &str) -> Result<Arc<dyn Queue>, BootstrapError> {
+        let url = required(var_name)?;
+        Ok(Arc::new(SqsQueue::new(
+            aws_sdk_sqs::Client::new(&self.aws),
+            url,
+        )))
+    }
+
+    /// The DynamoDB state table named by `STATE_TABLE`.
+    pub fn state_store(&self) -> Result<Arc<dyn StateStore>, BootstrapError> {
+        let table = required(STATE_TABLE)?;
+        Ok(Arc::new(DynamoStateStore::new(
+            aws_sdk_dynamodb::Client::new(&self.aws),
+            table,
+        )))
+    }
+}
+
+async fn load_config(aws: &aws_config::SdkConfig) -> Result<Config, BootstrapError> {
+    if let Some(path) = var(CONFIG_FILE) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::Source(format!("{path}: {e}")))?;
+        return Ok(Config::from_yaml(&text)?);
+    }
+    let Some(name) = var(CONFIG_PARAM) else {
+        return Err(BootstrapError::Missing(format!(
+            "{CONFIG_PARAM} or {CONFIG_FILE}"
+        )));
+    };
+    let text = load_parameter(&aws_sdk_ssm::Client::new(aws), &name).await?;
+    Ok(Config::from_yaml(&text)?)
+}
+
+/// Reads an SSM parameter (decrypted, if it is a SecureString).
+pub async fn load_parameter(
+    client: &aws_sdk_ssm::Client,
+    name: &str,
+) -> Result<String, ConfigError> {
+    let out = client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .map_err(|e| {
+            ConfigError::Source(format!(
+                "SSM parameter {name}: {}",
+                aws_sdk_ssm::error::DisplayErrorContext(e)
+            ))
+        })?;
+    out.parameter
+        .and_then(|p| p.value)
+        .ok_or_else(|| ConfigError::Source(format!("SSM parameter {name} has no value")))
+}
+
+async fn load_secrets(aws: &aws_config::SdkConfig) -> Result<Secrets, BootstrapError> {
+    if let Some(path) = var(SECRETS_FILE) {
+        return Ok(Secrets::from_file(&PathBuf::from(path))?);
+    }
+    let Some(arn) = var(SECRETS_ARN) else {
+        return Err(BootstrapError::Missing(format!(
+            "{SECRETS_ARN} or {SECRETS_FILE}"
+        )));
+    };
+    Ok(Secrets::from_secrets_manager(&aws_sdk_secretsmanager::Client::new(aws), &arn).await?)
+}

@@ -1,0 +1,621 @@
+//! The pipeline config (YAML): repos, branches, deploy targets, chat channels and Sentry routing.
+//!
+//! Loading checks everything that can be checked without calling anyone: unknown keys, a repo
+//! without a build project, a channel that is named but not defined, a secret that is named but
+//! absent. Each error names the key and the line, so that `shipline config check` and a cold
+//! start that refuses a broken config say exactly what to fix.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::secrets::Secrets;
+
+/// Where a named thing is referenced, for messages.
+fn at(span: &serde_saphyr::Location) -> String {
+    format!("line {}, column {}", span.line(), span.column())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// YAML syntax, a type mismatch, an unknown or missing key: serde-saphyr's message, which
+    /// names the key and shows the line.
+    #[error("invalid config: {0}")]
+    Syntax(String),
+    /// A reference that does not resolve (channel, secret, Sentry project) or a value that
+    /// cannot work, with where it is.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+    #[error("cannot read the config: {0}")]
+    Source(String),
+}
+
+impl ConfigError {
+    fn invalid(key: &str, span: &serde_saphyr::Location, what: impl fmt::Display) -> Self {
+        Self::Invalid(format!("{key} at {}: {what}", at(span)))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub channels: BTreeMap<String, Channel>,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub repos: BTreeMap<String, Repo>,
+    #[serde(default)]
+    pub sentry: SentryConfig,
+}
+
+/// A chat destination. Exactly one kind per channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Channel {
+    Telegram(TelegramChannel),
+    Slack(WebhookChannel),
+    Discord(WebhookChannel),
+    /// Prints to standard output: the local demo's chat.
+    Console {},
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramChannel {
+    pub chat_id: i64,
+    /// A forum topic (`message_thread_id`) inside the chat.
+    #[serde(default)]
+    pub topic_id: Option<i64>,
+    /// The secret holding the bot token; `telegram_bot_token` when not set.
+    #[serde(default)]
+    pub bot_token_secret: Option<Spanned<String>>,
+}
+
+impl TelegramChannel {
+    pub fn bot_token_secret(&self) -> &str {
+        self.bot_token_secret
+            .as_ref()
+            .map_or("telegram_bot_token", |s| s.value.as_str())
+    }
+}
+
+/// Slack and Discord incoming webhooks: the URL is a credential, so the config names the secret
+/// that holds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookChannel {
+    pub webhook_secret: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default = "default_stable_branches")]
+    pub stable_branches: Vec<String>,
+    #[serde(default)]
+    pub notify: Vec<Spanned<String>>,
+    /// The GitHub commit status context.
+    #[serde(default = "default_status_context")]
+    pub status_context: String,
+    /// A newer push to a branch or pull request stops the older build still running.
+    #[serde(default = "yes")]
+    pub supersede: bool,
+    /// Build pull requests whose head is in a fork.
+    #[serde(default)]
+    pub build_forks: bool,
+    /// Which pull request actions start a build.
+    #[serde(default = "default_pr_actions")]
+    pub pull_request_actions: Vec<String>,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            stable_branches: default_stable_branches(),
+            notify: Vec::new(),
+            status_context: default_status_context(),
+            supersede: true,
+            build_forks: false,
+            pull_request_actions: default_pr_actions(),
+        }
+    }
+}
+
+fn default_stable_branches() -> Vec<String> {
+    vec!["master".into(), "main".into()]
+}
+fn default_status_context() -> String {
+    "shipline/build".into()
+}
+fn default_pr_actions() -> Vec<String> {
+    ["opened", "synchronize", "reopened", "ready_for_review"]
+        .map(String::from)
+        .to_vec()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repo {
+    /// The CodeBuild project that builds this repo.
+    pub codebuild_project: String,
+    /// A separate project, holding no secrets, for pull requests from forks.
+    #[serde(default)]
+    pub fork_codebuild_project: Option<String>,
+    #[serde(default)]
+    pub build_forks: Option<bool>,
+    #[serde(default)]
+    pub supersede: Option<bool>,
+    #[serde(default)]
+    pub stable_branches: Option<Vec<String>>,
+    /// Build only these branches (all when empty).
+    #[serde(default)]
+    pub branches: Vec<String>,
+    #[serde(default)]
+    pub notify: Option<Vec<Spanned<String>>>,
+    /// The Sentry project slug whose alerts concern this repo's service.
+    #[serde(default)]
+    pub sentry_project: Option<Spanned<String>>,
+    #[serde(default)]
+    pub deploy: Vec<DeployRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRule {
+    pub branch: String,
+    /// The GitHub Deployments environment.
+    #[serde(default = "default_environment")]
+    pub environment: String,
+    #[serde(default)]
+    pub environment_url: Option<String>,
+    #[serde(default)]
+    pub heroku: Option<HerokuTarget>,
+    #[serde(default)]
+    pub hook: Option<HookTarget>,
+    /// Runs a local command: the demo's deploy target.
+    #[serde(default)]
+    pub command: Option<CommandTarget>,
+}
+
+fn default_environment() -> String {
+    "production".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HerokuTarget {
+    pub app: String,
+    #[serde(default = "default_process_types")]
+    pub process_types: Vec<String>,
+}
+
+fn default_process_types() -> Vec<String> {
+    vec!["web".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookTarget {
+    /// The secret holding the URL to POST to.
+    pub url_secret: Spanned<String>,
+    /// The secret holding the HMAC key that signs the body, if any.
+    #[serde(default)]
+    pub signing_secret: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandTarget {
+    pub run: String,
+}
+
+/// What a deploy rule releases to, named for queues and records: one FIFO group per target.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    Heroku(&'a HerokuTarget),
+    Hook(&'a HookTarget),
+    Command(&'a CommandTarget),
+}
+
+impl DeployRule {
+    pub fn target(&self) -> Option<Target<'_>> {
+        match (&self.heroku, &self.hook, &self.command) {
+            (Some(h), None, None) => Some(Target::Heroku(h)),
+            (None, Some(h), None) => Some(Target::Hook(h)),
+            (None, None, Some(c)) => Some(Target::Command(c)),
+            _ => None,
+        }
+    }
+
+    /// A stable name for the target: `heroku:pax-user`, `hook:<repo>@<branch>`.
+    pub fn target_key(&self, repo: &str) -> String {
+        match self.target() {
+            Some(Target::Heroku(h)) => format!("heroku:{}", h.app),
+            Some(Target::Hook(_)) => format!("hook:{repo}@{}", self.branch),
+            Some(Target::Command(_)) | None => format!("command:{repo}@{}", self.branch),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentryConfig {
+    #[serde(default)]
+    pub projects: BTreeMap<String, SentryProject>,
+    /// Alerts of a project not listed: sent to the default channels, or ignored.
+    #[serde(default)]
+    pub unknown_projects: UnknownProjects,
+    #[serde(default = "default_throttle", with = "humantime_serde_compat")]
+    pub throttle: Duration,
+}
+
+impl Default for SentryConfig {
+    fn default() -> Self {
+        Self {
+            projects: BTreeMap::new(),
+            unknown_projects: UnknownProjects::default(),
+            throttle: default_throttle(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownProjects {
+    #[default]
+    Default,
+    Ignore,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentryProject {
+    #[serde(default)]
+    pub notify: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub min_level: Level,
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub throttle: Option<Duration>,
+}
+
+/// Sentry's levels, least severe first, so that `>=` compares severity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    #[default]
+    Error,
+    Fatal,
+}
+
+fn default_throttle() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// `10m`, `90s`, `1h 30m`, as humantime writes them.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write e.g. 10m or 90s"
+            ))
+        })
+    }
+
+    pub mod option {
+        use super::*;
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks the structure (references between parts included). Secrets are
+    /// checked separately by [`Config::check_secrets`], since `config check` may run where the
+    /// secrets are not.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check_channels = |key: &str, names: &[Spanned<String>]| {
+            for name in names {
+                if !self.channels.contains_key(&name.value) {
+                    return Err(ConfigError::invalid(
+                        key,
+                        &name.referenced,
+                        format_args!(
+                            "channel `{}` is not defined under `channels` (defined: {})",
+                            name.value,
+                            self.channel_names()
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check_channels("defaults.notify", &self.defaults.notify)?;
+        for (name, repo) in &self.repos {
+            if name.split('/').count() != 2 || name.split('/').any(str::is_empty) {
+                return Err(ConfigError::Invalid(format!(
+                    "repos.{name}: a repo is named `owner/name`"
+                )));
+            }
+            if repo.codebuild_project.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "repos.{name}.codebuild_project: must name a CodeBuild project"
+                )));
+            }
+            if let Some(notify) = &repo.notify {
+                check_channels(&format!("repos.{name}.notify"), notify)?;
+            }
+            for (i, rule) in repo.deploy.iter().enumerate() {
+                if rule.target().is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "repos.{name}.deploy[{i}]: give exactly one target: `heroku`, `hook` or `command`"
+                    )));
+                }
+                if let Some(h) = &rule.heroku
+                    && h.process_types.is_empty()
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "repos.{name}.deploy[{i}].heroku.process_types: name at least one (e.g. web)"
+                    )));
+                }
+            }
+            if let Some(project) = &repo.sentry_project
+                && !self.sentry.projects.contains_key(&project.value)
+                && self.sentry.unknown_projects == UnknownProjects::Ignore
+            {
+                return Err(ConfigError::invalid(
+                    &format!("repos.{name}.sentry_project"),
+                    &project.referenced,
+                    format_args!(
+                        "Sentry project `{}` is not under `sentry.projects`, and unknown projects are ignored",
+                        project.value
+                    ),
+                ));
+            }
+        }
+        for (slug, project) in &self.sentry.projects {
+            if let Some(notify) = &project.notify {
+                check_channels(&format!("sentry.projects.{slug}.notify"), notify)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn channel_names(&self) -> String {
+        if self.channels.is_empty() {
+            "none".into()
+        } else {
+            self.channels
+                .keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    /// Every secret the config names must be present.
+    pub fn check_secrets(&self, secrets: &Secrets) -> Result<(), ConfigError> {
+        let mut named: Vec<(String, &Spanned<String>)> = Vec::new();
+        for (name, channel) in &self.channels {
+            match channel {
+                Channel::Slack(w) | Channel::Discord(w) => {
+                    named.push((format!("channels.{name}.webhook_secret"), &w.webhook_secret));
+                }
+                Channel::Telegram(t) => {
+                    if let Some(s) = &t.bot_token_secret {
+                        named.push((format!("channels.{name}.bot_token_secret"), s));
+                    } else if !secrets.contains("telegram_bot_token") {
+                        return Err(ConfigError::Invalid(format!(
+                            "channels.{name}: a Telegram channel needs the secret `telegram_bot_token`, which is not set"
+                        )));
+                    }
+                }
+                Channel::Console {} => {}
+            }
+        }
+        for (repo_name, repo) in &self.repos {
+            for (i, rule) in repo.deploy.iter().enumerate() {
+                if let Some(hook) = &rule.hook {
+                    named.push((
+                        format!("repos.{repo_name}.deploy[{i}].hook.url_secret"),
+                        &hook.url_secret,
+                    ));
+                    if let Some(s) = &hook.signing_secret {
+                        named.push((
+                            format!("repos.{repo_name}.deploy[{i}].hook.signing_secret"),
+                            s,
+                        ));
+                    }
+                }
+            }
+        }
+        for (key, secret) in named {
+            if !secrets.contains(&secret.value) {
+                return Err(ConfigError::invalid(
+                    &key,
+                    &secret.referenced,
+                    format_args!("secret `{}` is not set", secret.value),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn repo(&self, full_name: &str) -> Option<&Repo> {
+        self.repos.get(full_name).or_else(|| {
+            // GitHub treats owner and name case-insensitively.
+            self.repos
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(full_name))
+                .map(|(_, v)| v)
+        })
+    }
+
+    pub fn stable_branches<'a>(&'a self, repo: &'a Repo) -> &'a [String] {
+        repo.stable_branches
+            .as_deref()
+            .unwrap_or(&self.defaults.stable_branches)
+    }
+
+    pub fn is_stable_branch(&self, repo: &Repo, branch: &str) -> bool {
+        self.stable_branches(repo).iter().any(|b| b == branch)
+    }
+
+    /// Whether a push to this branch is built at all.
+    pub fn builds_branch(&self, repo: &Repo, branch: &str) -> bool {
+        repo.branches.is_empty() || repo.branches.iter().any(|b| b == branch)
+    }
+
+    pub fn builds_pull_request_action(&self, action: &str) -> bool {
+        self.defaults
+            .pull_request_actions
+            .iter()
+            .any(|a| a == action)
+    }
+
+    pub fn build_forks(&self, repo: &Repo) -> bool {
+        repo.build_forks.unwrap_or(self.defaults.build_forks)
+    }
+
+    pub fn supersede(&self, repo: &Repo) -> bool {
+        repo.supersede.unwrap_or(self.defaults.supersede)
+    }
+
+    /// The channels that hear about this repo's builds and deploys.
+    pub fn notify_channels(&self, repo: &Repo) -> Vec<String> {
+        repo.notify
+            .as_ref()
+            .unwrap_or(&self.defaults.notify)
+            .iter()
+            .map(|s| s.value.clone())
+            .collect()
+    }
+
+    pub fn deploy_rule<'a>(&self, repo: &'a Repo, branch: &str) -> Option<&'a DeployRule> {
+        repo.deploy.iter().find(|r| r.branch == branch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+channels:
+  team:   { telegram: { chat_id: -1001234567890, topic_id: 7 } }
+  alerts: { slack: { webhook_secret: slack_alerts_url } }
+defaults:
+  stable_branches: [master, devel]
+  notify: [team]
+repos:
+  pax-app/User:
+    codebuild_project: pax-user
+    deploy:
+      - branch: master
+        heroku: { app: pax-user, process_types: [web] }
+  pax-app/Gateway:
+    codebuild_project: pax-gateway
+    sentry_project: gateway
+    deploy:
+      - branch: master
+        heroku: { app: pax-gateway }
+sentry:
+  projects:
+    gateway: { notify: [team, alerts], min_level: error, throttle: 10m }
+"#;
+
+    #[test]
+    fn the_architecture_example_loads() {
+        let config = Config::from_yaml(EXAMPLE).unwrap();
+        let user = config.repo("pax-app/User").unwrap();
+        assert_eq!(user.codebuild_project, "pax-user");
+        assert!(config.is_stable_branch(user, "devel"));
+        assert!(!config.is_stable_branch(user, "feature/x"));
+        assert_eq!(config.notify_channels(user), vec!["team".to_string()]);
+        let gateway = config
+            .repo("PAX-APP/gateway")
+            .expect("case-insensitive lookup");
+        let rule = config.deploy_rule(gateway, "master").unwrap();
+        assert_eq!(rule.target_key("pax-app/Gateway"), "heroku:pax-gateway");
+        assert_eq!(rule.heroku.as_ref().unwrap().process_types, vec!["web"]);
+        assert_eq!(rule.environment, "production");
+        let sentry = &config.sentry.projects["gateway"];
+        assert_eq!(sentry.throttle, Some(Duration::from_secs(600)));
+        assert_eq!(sentry.min_level, Level::Error);
+        assert!(config.supersede(user));
+        assert!(!config.build_forks(user));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let yaml = "repos:\n  a/b:\n    codebuild_project: p\n    deploy_branch: master\n";
+        let err = Config::from_yaml(yaml).unwrap_err().to_string();
+        assert!(err.contains("deploy_branch"), "{err}");
+        assert!(err.contains('4'), "names line 4: {err}");
+    }
+
+    #[test]
+    fn a_repo_without_a_build_project_is_refused() {
+        let yaml = "repos:\n  a/b:\n    deploy: []\n";
+        let err = Config::from_yaml(yaml).unwrap_err().to_string();
+        assert!(err.contains("codebuild_project"), "{err}");
+    }
+
+    #[test]
+    fn an_undefined_channel_is_named_with_its_line() {
+        let yaml = "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team, ops]\n";
+        let err = Config::from_yaml(yaml).unwrap_err().to_string();
+        assert!(err.contains("`ops`"), "{err}");
+        assert!(err.contains("defaults.notify at line 4"), "{err}");
+    }
+
+    #[test]
+    fn a_named_secret_must_exist() {
+        let config = Config::from_yaml(EXAMPLE).unwrap();
+        let secrets = Secrets::default().with("telegram_bot_token", "t");
+        let err = config.check_secrets(&secrets).unwrap_err().to_string();
+        assert!(
+            err.contains("channels.alerts.webhook_secret at line 4"),
+            "{err}"
+        );
+        assert!(err.contains("`slack_alerts_url`"), "{err}");
+        let secrets = secrets.with("slack_alerts_url", "https://hooks.slack.test/x");
+        config.check_secrets(&secrets).unwrap();
+    }
+
+    #[test]
+    fn a_deploy_rule_needs_exactly_one_target() {
+        let yaml =
+            "repos:\n  a/b:\n    codebuild_project: p\n    deploy:\n      - branch: master\n";
+        let err = Config::from_yaml(yaml).unwrap_err().to_string();
+        assert!(err.contains("repos.a/b.deploy[0]"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_says_what_to_write() {
+        let yaml = "sentry:\n  throttle: ten minutes\n";
+        let err = Config::from_yaml(yaml).unwrap_err().to_string();
+        assert!(err.contains("10m"), "{err}");
+    }
+}

@@ -1,0 +1,4 @@
+//! GitHub: webhook verification and typed payloads (pure). The REST client comes with
+//! build-dispatch.
+
+pub mod webhook;

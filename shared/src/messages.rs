@@ -1,0 +1,234 @@
+//! Queue contracts: small, versioned JSON messages between the functions.
+//!
+//! Every message carries `"v": 1`. Unknown fields are ignored, so a newer producer can add
+//! fields without breaking an older consumer; an unknown `v` is refused with a clear error so
+//! that the message lands in the dead-letter queue instead of being half understood.
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MessageError {
+    #[error("message is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("message has no `v` field")]
+    MissingVersion,
+    #[error("message version {found} is not supported (this build reads version {VERSION})")]
+    UnsupportedVersion { found: u64 },
+    #[error("message does not match the version {VERSION} contract: {0}")]
+    Invalid(String),
+}
+
+/// Decodes a queue message body, checking the version before the shape.
+pub fn decode<T: DeserializeOwned>(body: &str) -> Result<T, MessageError> {
+    let value: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        None => return Err(MessageError::MissingVersion),
+        Some(v) if v != u64::from(VERSION) => {
+            return Err(MessageError::UnsupportedVersion { found: v });
+        }
+        Some(_) => {}
+    }
+    serde_json::from_value(value).map_err(|e| MessageError::Invalid(e.to_string()))
+}
+
+/// Encodes a message; the types here always serialise.
+pub fn encode<T: Serialize>(message: &T) -> String {
+    serde_json::to_string(message).expect("queue messages serialise to JSON")
+}
+
+fn version() -> u32 {
+    VERSION
+}
+
+/// A request to build one commit, made from one GitHub delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRequest {
+    #[serde(default = "version")]
+    pub v: u32,
+    /// `X-GitHub-Delivery`: the correlation id from webhook to chat message.
+    pub delivery_id: String,
+    /// `owner/name` as GitHub spells it.
+    pub repo: String,
+    /// The commit to build.
+    pub sha: String,
+    pub trigger: Trigger,
+    /// RFC 3339, when intake accepted the delivery.
+    pub received_at: String,
+    /// The GitHub App installation that sent it, for App authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    Push(PushTrigger),
+    PullRequest(PullRequestTrigger),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushTrigger {
+    pub branch: String,
+    pub before: String,
+    pub after: String,
+    pub forced: bool,
+    pub pusher: String,
+    /// The head commit's message, cut to [`MAX_COMMIT_MESSAGE`] characters.
+    pub head_commit_message: String,
+    #[serde(default)]
+    pub head_commit_url: Option<String>,
+    #[serde(default)]
+    pub head_commit_author: Option<String>,
+    pub compare_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestTrigger {
+    pub number: u64,
+    pub action: String,
+    pub head_sha: String,
+    pub head_ref: String,
+    pub base_ref: String,
+    /// The head branch lives in another repository (or its repository is gone).
+    pub fork: bool,
+    pub title: String,
+    pub author: String,
+    pub url: String,
+}
+
+/// Enough of a commit message for a chat line and a status; never the megabytes a push can hold.
+pub const MAX_COMMIT_MESSAGE: usize = 1000;
+
+/// Cuts `text` to at most `max` characters, on a character boundary, marking the cut.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => {
+            let mut out = text[..cut].to_string();
+            out.pop();
+            out.push('…');
+            out
+        }
+    }
+}
+
+impl BuildRequest {
+    /// What serialises builds of one line of work: the branch or the pull request.
+    pub fn line_of_work(&self) -> String {
+        match &self.trigger {
+            Trigger::Push(p) => format!("{}#{}", self.repo, p.branch),
+            Trigger::PullRequest(pr) => format!("{}#pr-{}", self.repo, pr.number),
+        }
+    }
+
+    /// The FIFO message group: builds of one branch or pull request stay in order, others run
+    /// in parallel.
+    pub fn message_group_id(&self) -> String {
+        fifo_id(&self.line_of_work())
+    }
+
+    pub fn short_sha(&self) -> &str {
+        short_sha(&self.sha)
+    }
+}
+
+pub fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
+}
+
+/// SQS FIFO group and deduplication ids: at most 128 characters of ASCII letters, digits and
+/// punctuation. Branch names can hold anything git allows (unicode included), so an id that
+/// does not fit keeps a readable prefix and ends in a hash of the whole, which stays unique.
+pub fn fifo_id(raw: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c.is_ascii_punctuation();
+    if raw.len() <= 128 && !raw.is_empty() && raw.chars().all(allowed) {
+        return raw.to_string();
+    }
+    let digest = hex::encode(Sha256::digest(raw.as_bytes()));
+    let prefix: String = raw.chars().filter(|c| allowed(*c)).take(63).collect();
+    format!("{prefix}~{digest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push_request() -> BuildRequest {
+        BuildRequest {
+            v: VERSION,
+            delivery_id: "d-1".into(),
+            repo: "octo/app".into(),
+            sha: "0123456789abcdef".into(),
+            trigger: Trigger::Push(PushTrigger {
+                branch: "master".into(),
+                before: "0".repeat(40),
+                after: "0123456789abcdef".into(),
+                forced: false,
+                pusher: "ana".into(),
+                head_commit_message: "fix".into(),
+                head_commit_url: None,
+                head_commit_author: None,
+                compare_url: "https://github.com/octo/app/compare/a...b".into(),
+            }),
+            received_at: "2026-11-26T00:00:00Z".into(),
+            installation_id: None,
+        }
+    }
+
+    #[test]
+    fn a_build_request_round_trips_with_its_version() {
+        let request = push_request();
+        let body = encode(&request);
+        assert!(body.starts_with(r#"{"v":1,"#), "{body}");
+        assert!(body.contains(r#""kind":"push""#), "{body}");
+        assert_eq!(decode::<BuildRequest>(&body).unwrap(), request);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_unknown_versions_refused() {
+        let mut value: serde_json::Value = serde_json::from_str(&encode(&push_request())).unwrap();
+        value["added_later"] = serde_json::json!(true);
+        assert!(decode::<BuildRequest>(&value.to_string()).is_ok());
+        value["v"] = serde_json::json!(2);
+        assert_eq!(
+            decode::<BuildRequest>(&value.to_string()).unwrap_err(),
+            MessageError::UnsupportedVersion { found: 2 }
+        );
+        assert_eq!(
+            decode::<BuildRequest>("{}").unwrap_err(),
+            MessageError::MissingVersion
+        );
+        assert!(matches!(
+            decode::<BuildRequest>("not json").unwrap_err(),
+            MessageError::Malformed(_)
+        ));
+        assert!(matches!(
+            decode::<BuildRequest>(r#"{"v":1}"#).unwrap_err(),
+            MessageError::Invalid(_)
+        ));
+    }
+
+    #[test]
+    fn group_ids_keep_to_the_fifo_alphabet() {
+        assert_eq!(push_request().message_group_id(), "octo/app#master");
+        let odd = fifo_id("octo/app#feature/ünïcode branch");
+        assert!(
+            odd.len() <= 128 && odd.is_ascii() && !odd.contains(' '),
+            "{odd}"
+        );
+        assert_ne!(odd, fifo_id("octo/app#feature/unicode branch"));
+        let long = fifo_id(&format!("octo/app#{}", "x".repeat(300)));
+        assert!(long.len() <= 128, "{}", long.len());
+    }
+
+    #[test]
+    fn truncation_respects_characters() {
+        assert_eq!(truncate_chars("héllo", 10), "héllo");
+        assert_eq!(truncate_chars("héllo wörld", 5), "héll…");
+        assert_eq!(truncate_chars("🚀🚀🚀", 2), "🚀…");
+    }
+}

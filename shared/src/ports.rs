@@ -1,0 +1,162 @@
+//! Ports: one small trait per capability the functions need, each with a real adapter (AWS,
+//! HTTP) and an embedded one (memory, local process) in `adapters`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// Whether trying the same thing again later can help. SQS handlers use it to decide between a
+/// retry (the message becomes visible again) and a dead letter.
+pub trait Retryable {
+    fn is_retryable(&self) -> bool;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue
+
+/// One message to send. FIFO queues need `group_id`; `dedup_id` makes a resend within five
+/// minutes a no-op on FIFO queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub body: String,
+    pub group_id: Option<String>,
+    pub dedup_id: Option<String>,
+    /// Standard queues only: deliver no sooner than this.
+    pub delay: Option<Duration>,
+}
+
+impl OutgoingMessage {
+    pub fn new(body: impl Into<String>) -> Self {
+        Self {
+            body: body.into(),
+            group_id: None,
+            dedup_id: None,
+            delay: None,
+        }
+    }
+
+    pub fn fifo(
+        body: impl Into<String>,
+        group_id: impl Into<String>,
+        dedup_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            body: body.into(),
+            group_id: Some(group_id.into()),
+            dedup_id: Some(dedup_id.into()),
+            delay: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    #[error("queue refused the message: {0}")]
+    Rejected(String),
+}
+
+impl Retryable for QueueError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, QueueError::Unavailable(_))
+    }
+}
+
+/// A queue to send to. Receiving is Lambda's job (event source mappings), or the local
+/// runner's.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    async fn send(&self, message: OutgoingMessage) -> Result<(), QueueError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// State store
+
+/// A stored value with its version, for optimistic concurrency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub value: serde_json::Value,
+    /// Starts at 1 and grows by one on every write.
+    pub version: u64,
+    /// Unix seconds after which the record no longer exists.
+    pub expires_at: Option<i64>,
+}
+
+/// What must hold for a write to happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precondition {
+    /// Write whatever is there.
+    None,
+    /// Only if there is no record (or only an expired one).
+    Absent,
+    /// Only if the record is at this version.
+    Version(u64),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The precondition did not hold: someone else wrote first.
+    #[error("the record changed concurrently")]
+    ConditionFailed,
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl Retryable for StateError {
+    fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StateError::Unavailable(_) | StateError::ConditionFailed
+        )
+    }
+}
+
+/// A small key-value store with conditional writes and expiry: delivery dedup, running builds,
+/// live releases, chat message ids, alert throttles. Expired records read as absent even
+/// before the backing store deletes them (DynamoDB's TTL sweep can take days).
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn get(&self, key: &str, now: i64) -> Result<Option<Record>, StateError>;
+
+    /// Writes `value` if `precondition` holds at `now`, and returns the new version.
+    async fn put(
+        &self,
+        key: &str,
+        value: serde_json::Value,
+        precondition: Precondition,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> Result<u64, StateError>;
+
+    async fn delete(&self, key: &str) -> Result<(), StateError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clock
+
+/// Time, so that tests can hold it still.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> time::OffsetDateTime;
+
+    fn unix(&self) -> i64 {
+        self.now().unix_timestamp()
+    }
+
+    fn rfc3339(&self) -> String {
+        self.now()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("a current time formats as RFC 3339")
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc()
+    }
+}
