@@ -1,0 +1,173 @@
+//! AWS on moto: clients, and the resources a stack would have (FIFO queues, the state table,
+//! the config parameter, the secret), made fresh for each test.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+pub const REGION: &str = "us-east-1";
+
+/// The moto endpoint the test command started, from `SHIPLINE_TEST_AWS_ENDPOINT`.
+pub fn endpoint() -> String {
+    std::env::var("SHIPLINE_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
+        panic!("SHIPLINE_TEST_AWS_ENDPOINT is not set: these tests need moto; run scripts/test")
+    })
+}
+
+/// The environment a function process gets to reach moto.
+pub fn process_env() -> Vec<(String, String)> {
+    [
+        ("AWS_ENDPOINT_URL", endpoint().as_str()),
+        ("AWS_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let credentials =
+        aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "moto");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(endpoint())
+        .credentials_provider(credentials)
+        .load()
+        .await
+}
+
+/// A FIFO queue (content-based deduplication off: shipline always sends its own ids).
+pub async fn create_fifo_queue(config: &aws_config::SdkConfig, name: &str) -> String {
+    let client = aws_sdk_sqs::Client::new(config);
+    client
+        .create_queue()
+        .queue_name(format!("{name}.fifo"))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("create FIFO queue on moto")
+        .queue_url
+        .unwrap()
+}
+
+/// Every message on the queue, received and deleted, in order.
+pub async fn drain_queue(
+    config: &aws_config::SdkConfig,
+    url: &str,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let client = aws_sdk_sqs::Client::new(config);
+    let mut all = Vec::new();
+    loop {
+        let out = client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive from moto");
+        let messages = out.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return all;
+        }
+        for m in &messages {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .expect("delete from moto");
+        }
+        all.extend(messages);
+    }
+}
+
+/// The state table as the template declares it: key `pk`, TTL on `expires_at`.
+pub async fn create_state_table(config: &aws_config::SdkConfig, name: &str) {
+    let client = aws_sdk_dynamodb::Client::new(config);
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create table on moto");
+    client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires_at")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("enable TTL on moto");
+}
+
+/// Every item's `pk` in the table.
+pub async fn table_keys(config: &aws_config::SdkConfig, name: &str) -> Vec<String> {
+    let out = aws_sdk_dynamodb::Client::new(config)
+        .scan()
+        .table_name(name)
+        .send()
+        .await
+        .expect("scan on moto");
+    let mut keys: Vec<String> = out
+        .items
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item: &HashMap<_, _>| item.get("pk")?.as_s().ok().cloned())
+        .collect();
+    keys.sort();
+    keys
+}
+
+pub async fn put_parameter(config: &aws_config::SdkConfig, name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(config)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put parameter on moto");
+}
+
+/// Creates a secret and returns its ARN.
+pub async fn create_secret(config: &aws_config::SdkConfig, name: &str, json: &str) -> String {
+    aws_sdk_secretsmanager::Client::new(config)
+        .create_secret()
+        .name(name)
+        .secret_string(json)
+        .send()
+        .await
+        .expect("create secret on moto")
+        .arn
+        .unwrap()
+}
