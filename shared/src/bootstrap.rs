@@ -18,6 +18,7 @@ pub const STATE_TABLE: &str = "STATE_TABLE";
 pub const BUILD_QUEUE_URL: &str = "BUILD_QUEUE_URL";
 pub const DEPLOY_QUEUE_URL: &str = "DEPLOY_QUEUE_URL";
 pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
+pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -66,6 +67,19 @@ impl Bootstrap {
             aws_sdk_sqs::Client::new(&self.aws),
             url,
         )))
+    }
+
+    /// `GITHUB_API_URL`, else the public API.
+    pub fn github_api_url(&self) -> String {
+        var(GITHUB_API_URL).unwrap_or_else(|| crate::github::client::PUBLIC_API.to_string())
+    }
+
+    /// The region the AWS SDK resolved (for console links).
+    pub fn region(&self) -> String {
+        self.aws
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".to_string())
     }
 
     /// The DynamoDB state table named by `STATE_TABLE`.

@@ -3,7 +3,9 @@
 //! environment except `bootstrap`, which each function's `main` calls once.
 
 pub mod adapters;
+pub mod batch;
 pub mod bootstrap;
+pub mod codebuild;
 pub mod config;
 pub mod github;
 pub mod messages;

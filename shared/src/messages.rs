@@ -99,6 +99,121 @@ pub struct PullRequestTrigger {
     pub url: String,
 }
 
+/// A request to release one green build to one deploy target. Sent by build-dispatch to
+/// `deploys.fifo` with the target as message group (deploys of one target never overlap) and
+/// the build id as deduplication id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRequest {
+    #[serde(default = "version")]
+    pub v: u32,
+    pub repo: String,
+    pub branch: String,
+    pub sha: String,
+    pub build_id: String,
+    #[serde(default)]
+    pub log_url: Option<String>,
+    /// The target's key, as `DeployRule::target_key` names it (`heroku:pax-user`).
+    pub target: String,
+    pub environment: String,
+    /// The build's exported variables: `SHIPLINE_IMAGE_<PROCESS>` holds the image id to
+    /// release for that process type; the others travel along unchanged.
+    #[serde(default)]
+    pub artifacts: std::collections::BTreeMap<String, String>,
+    pub delivery_id: String,
+    #[serde(default)]
+    pub commit_message: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub installation_id: Option<u64>,
+    pub requested_at: String,
+}
+
+/// Something to tell the team chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    #[serde(default = "version")]
+    pub v: u32,
+    pub kind: NotificationKind,
+    /// Notifications with one thread key edit one chat message (`build:<repo>@<sha>`).
+    pub thread_key: String,
+    /// Channel names from the config.
+    pub channels: Vec<String>,
+    pub facts: Facts,
+    /// RFC 3339, when it happened.
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    BuildStarted,
+    BuildSucceeded,
+    BuildFailed,
+    BuildSuperseded,
+    /// Not built, on purpose (a fork pull request, a refused project), with the reason.
+    BuildSkipped,
+    DeployStarted,
+    DeploySucceeded,
+    DeployFailed,
+    DeploySkipped,
+    ErrorAlert,
+    OpsAlarm,
+}
+
+/// The facts a chat message is rendered from. Every field is optional; each kind fills what
+/// it knows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<PullRequestFacts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// The build log, the deployment or the Sentry issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u64>,
+    /// The build or deploy status word (`FAILED`, `TIMED_OUT`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Why: the failed phase and its message, what superseded it, why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestFacts {
+    pub number: u64,
+    pub title: String,
+    pub url: String,
+}
+
+/// The thread of a build: every later notification about this commit edits its message.
+pub fn build_thread_key(repo: &str, sha: &str) -> String {
+    format!("build:{repo}@{sha}")
+}
+
 /// Enough of a commit message for a chat line and a status; never the megabytes a push can hold.
 pub const MAX_COMMIT_MESSAGE: usize = 1000;
 

@@ -23,6 +23,8 @@ pub struct OutgoingMessage {
     pub dedup_id: Option<String>,
     /// Standard queues only: deliver no sooner than this.
     pub delay: Option<Duration>,
+    /// Why the message is being dead-lettered (a message attribute, `shipline_reason`).
+    pub reason: Option<String>,
 }
 
 impl OutgoingMessage {
@@ -32,7 +34,18 @@ impl OutgoingMessage {
             group_id: None,
             dedup_id: None,
             delay: None,
+            reason: None,
         }
+    }
+
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
     }
 
     pub fn fifo(
@@ -45,6 +58,7 @@ impl OutgoingMessage {
             group_id: Some(group_id.into()),
             dedup_id: Some(dedup_id.into()),
             delay: None,
+            reason: None,
         }
     }
 }
@@ -159,4 +173,38 @@ impl Clock for SystemClock {
     fn now(&self) -> time::OffsetDateTime {
         time::OffsetDateTime::now_utc()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GitHub
+
+/// What shipline asks of GitHub: the REST client in production, a console printer in the
+/// local demo.
+#[async_trait]
+pub trait GitHub: Send + Sync {
+    /// Sets a commit status. `installation` is the GitHub App installation that sent the
+    /// webhook, when known.
+    async fn set_status(
+        &self,
+        repo: &str,
+        sha: &str,
+        status: &crate::github::client::CommitStatus,
+        installation: Option<u64>,
+    ) -> Result<(), crate::github::client::GitHubError>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redelivery
+
+/// Puts a received message back for later: on SQS, a new visibility timeout, so that a rate
+/// limit's `Retry-After` is honoured instead of retrying at the queue's fixed pace.
+#[async_trait]
+pub trait Redelivery: Send + Sync {
+    /// `source_arn` is the queue's ARN (`eventSourceARN`), `receipt` the receipt handle.
+    async fn redeliver_after(
+        &self,
+        source_arn: &str,
+        receipt: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError>;
 }

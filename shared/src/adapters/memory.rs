@@ -9,7 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::ports::{
-    Clock, OutgoingMessage, Precondition, Queue, QueueError, Record, StateError, StateStore,
+    Clock, OutgoingMessage, Precondition, Queue, QueueError, Record, Redelivery, StateError,
+    StateStore,
 };
 
 /// FIFO deduplication window, as on SQS.
@@ -170,6 +171,46 @@ impl StateStore for MemoryStateStore {
     async fn delete(&self, key: &str) -> Result<(), StateError> {
         self.check_available()?;
         self.records.lock().unwrap().remove(key);
+        Ok(())
+    }
+}
+
+/// Records the delays asked for; the local runner reads them to schedule a message again.
+#[derive(Default)]
+pub struct MemoryRedelivery {
+    delays: Mutex<Vec<(String, Duration)>>,
+}
+
+impl MemoryRedelivery {
+    pub fn delays(&self) -> Vec<Duration> {
+        self.delays
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, d)| *d)
+            .collect()
+    }
+
+    /// The delay asked for a receipt handle, taken.
+    pub fn take(&self, receipt: &str) -> Option<Duration> {
+        let mut delays = self.delays.lock().unwrap();
+        let i = delays.iter().position(|(r, _)| r == receipt)?;
+        Some(delays.remove(i).1)
+    }
+}
+
+#[async_trait]
+impl Redelivery for MemoryRedelivery {
+    async fn redeliver_after(
+        &self,
+        _source_arn: &str,
+        receipt: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.delays
+            .lock()
+            .unwrap()
+            .push((receipt.to_string(), delay));
         Ok(())
     }
 }

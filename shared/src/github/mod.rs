@@ -1,4 +1,4 @@
-//! GitHub: webhook verification and typed payloads (pure). The REST client comes with
-//! build-dispatch.
+//! GitHub: webhook verification and typed payloads (pure), and the REST client.
 
+pub mod client;
 pub mod webhook;

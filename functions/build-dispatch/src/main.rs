@@ -1,0 +1,42 @@
+//! The Lambda binary: wire the adapters once, then dispatch builds, results and sweeps.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use build_dispatch::{Deps, handle};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::adapters::codebuild::CodeBuild;
+use shared::adapters::sqs::SqsRedelivery;
+use shared::bootstrap::{Bootstrap, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
+use shared::github::client::{Auth, GitHubClient};
+use shared::ports::SystemClock;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let boot = Bootstrap::from_env().await?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let github = GitHubClient::new(
+        http,
+        boot.github_api_url(),
+        Auth::from_secrets(&boot.secrets)?,
+    );
+    let deps = Deps {
+        builds: Arc::new(CodeBuild::new(aws_sdk_codebuild::Client::new(&boot.aws))),
+        github: Arc::new(github),
+        state: boot.state_store()?,
+        deploys: boot.queue(DEPLOY_QUEUE_URL)?,
+        notify: boot.queue(NOTIFY_QUEUE_URL)?,
+        redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
+        clock: Arc::new(SystemClock),
+        region: boot.region(),
+        config: boot.config.clone(),
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        handle(&deps, event.payload)
+    }))
+    .await
+}
