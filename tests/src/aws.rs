@@ -171,3 +171,135 @@ pub async fn create_secret(config: &aws_config::SdkConfig, name: &str, json: &st
         .arn
         .unwrap()
 }
+
+/// A standard queue.
+pub async fn create_queue(config: &aws_config::SdkConfig, name: &str) -> String {
+    aws_sdk_sqs::Client::new(config)
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .expect("create queue on moto")
+        .queue_url
+        .unwrap()
+}
+
+/// The queue's ARN, as Lambda gives it in `eventSourceARN`.
+pub async fn queue_arn(config: &aws_config::SdkConfig, url: &str) -> String {
+    aws_sdk_sqs::Client::new(config)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes on moto")
+        .attributes
+        .unwrap()
+        .remove(&QueueAttributeName::QueueArn)
+        .unwrap()
+}
+
+/// Receives what is on a queue (without deleting it) and shapes it as the SQS event Lambda
+/// would hand the consumer: the real receipt handles, group ids and source ARN.
+pub async fn receive_as_event(
+    config: &aws_config::SdkConfig,
+    url: &str,
+) -> aws_lambda_events::sqs::SqsEvent {
+    let arn = queue_arn(config, url).await;
+    let out = aws_sdk_sqs::Client::new(config)
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive from moto");
+    let records = out
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, serde_json::Value> = m
+                .attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_string(), serde_json::Value::String(v)))
+                .collect();
+            serde_json::json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": REGION,
+            })
+        })
+        .collect::<Vec<_>>();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
+}
+
+/// Deletes the messages of a batch that the consumer did not report failed, as Lambda's
+/// event source mapping does.
+pub async fn settle_batch(
+    config: &aws_config::SdkConfig,
+    url: &str,
+    event: &aws_lambda_events::sqs::SqsEvent,
+    response: &aws_lambda_events::sqs::SqsBatchResponse,
+) {
+    let client = aws_sdk_sqs::Client::new(config);
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    for record in &event.records {
+        if !failed.contains(&record.message_id.as_deref().unwrap_or("")) {
+            client
+                .delete_message()
+                .queue_url(url)
+                .receipt_handle(record.receipt_handle.clone().unwrap())
+                .send()
+                .await
+                .expect("delete from moto");
+        }
+    }
+}
+
+/// A CodeBuild project on moto (the fields moto insists on).
+pub async fn create_codebuild_project(config: &aws_config::SdkConfig, name: &str) {
+    use aws_sdk_codebuild::types::{
+        ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment,
+        ProjectSource, SourceType,
+    };
+    aws_sdk_codebuild::Client::new(config)
+        .create_project()
+        .name(name)
+        .source(
+            ProjectSource::builder()
+                .r#type(SourceType::Github)
+                .location("https://github.com/pax-app/User.git")
+                .build()
+                .unwrap(),
+        )
+        .artifacts(
+            ProjectArtifacts::builder()
+                .r#type(ArtifactsType::NoArtifacts)
+                .build()
+                .unwrap(),
+        )
+        .environment(
+            ProjectEnvironment::builder()
+                .r#type(EnvironmentType::LinuxContainer)
+                .image("aws/codebuild/standard:7.0")
+                .compute_type(ComputeType::BuildGeneral1Small)
+                .build()
+                .unwrap(),
+        )
+        .service_role("arn:aws:iam::123456789012:role/codebuild")
+        .send()
+        .await
+        .expect("create CodeBuild project on moto");
+}
