@@ -19,6 +19,7 @@ pub const BUILD_QUEUE_URL: &str = "BUILD_QUEUE_URL";
 pub const DEPLOY_QUEUE_URL: &str = "DEPLOY_QUEUE_URL";
 pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
+pub const TELEGRAM_API_URL: &str = "TELEGRAM_API_URL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -72,6 +73,17 @@ impl Bootstrap {
     /// `GITHUB_API_URL`, else the public API.
     pub fn github_api_url(&self) -> String {
         var(GITHUB_API_URL).unwrap_or_else(|| crate::github::client::PUBLIC_API.to_string())
+    }
+
+    /// `TELEGRAM_API_URL`, else the public Bot API.
+    pub fn telegram_api_url(&self) -> String {
+        var(TELEGRAM_API_URL)
+            .unwrap_or_else(|| crate::adapters::chat::TELEGRAM_PUBLIC_API.to_string())
+    }
+
+    /// The SQS queue in `var_name`, when it is set.
+    pub fn optional_queue(&self, var_name: &str) -> Option<Arc<dyn Queue>> {
+        self.queue(var_name).ok()
     }
 
     /// The region the AWS SDK resolved (for console links).

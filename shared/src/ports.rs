@@ -208,3 +208,38 @@ pub trait Redelivery: Send + Sync {
         delay: Duration,
     ) -> Result<(), QueueError>;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Chat
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatKind {
+    Telegram,
+    Slack,
+    Discord,
+    Console,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("chat rate limit; retry after {}s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    #[error("chat unavailable: {0}")]
+    Unavailable(String),
+    /// The chat refused the message itself (a 4xx other than 429): never retried.
+    #[error("chat refused the message: {0}")]
+    Rejected(String),
+    /// The message to edit no longer exists (or cannot be edited): post a new one.
+    #[error("the message to edit is gone")]
+    MessageGone,
+}
+
+/// One chat destination. Text comes rendered for its kind.
+#[async_trait]
+pub trait ChatChannel: Send + Sync {
+    fn kind(&self) -> ChatKind;
+    /// Posts a message; returns its id when the channel can edit it later.
+    async fn post(&self, text: &str) -> Result<Option<String>, ChatError>;
+    /// Replaces the text of a message posted earlier.
+    async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError>;
+}

@@ -1,6 +1,7 @@
 //! Implementations of the ports: AWS and HTTP adapters for production, embedded ones for the
 //! local stack and tests.
 
+pub mod chat;
 pub mod codebuild;
 pub mod dynamodb;
 pub mod memory;

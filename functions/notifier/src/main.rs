@@ -1,0 +1,40 @@
+//! The Lambda binary: wire the chat adapters once, then deliver notifications.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use notifier::{Deps, channels_from_config, handle_batch};
+use shared::adapters::sqs::SqsRedelivery;
+use shared::bootstrap::Bootstrap;
+use shared::ports::SystemClock;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let boot = Bootstrap::from_env().await?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let deps = Deps {
+        channels: channels_from_config(
+            &boot.config,
+            &boot.secrets,
+            &http,
+            &boot.telegram_api_url(),
+        )?,
+        state: boot.state_store()?,
+        redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
+        dead_letters: boot.optional_queue("DEAD_LETTER_QUEUE_URL"),
+        clock: Arc::new(SystemClock),
+        config: boot.config.clone(),
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+            Ok::<_, Error>(handle_batch(deps, &event.payload).await)
+        },
+    ))
+    .await
+}

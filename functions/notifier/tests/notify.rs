@@ -1,0 +1,430 @@
+//! notifier against local fakes of the Telegram, Slack and Discord APIs, on in-memory state
+//! and queues: one living message per build, rate limits that delay but never drop, refusals
+//! that go to the dead-letter queue.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use notifier::{Deps, channels_from_config, handle_batch};
+use serde_json::{Value, json};
+use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
+use shared::config::Config;
+use shared::messages::{self, Facts, Notification, NotificationKind};
+use shared::secrets::Secrets;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+struct Harness {
+    deps: Deps,
+    chat: MockServer,
+    redelivery: Arc<MemoryRedelivery>,
+    dlq: Arc<MemoryQueue>,
+}
+
+async fn harness() -> Harness {
+    let chat = MockServer::start().await;
+    let config = Config::from_yaml(
+        "channels:\n  team: { telegram: { chat_id: -1001234567890, topic_id: 7 } }\n  alerts: { slack: { webhook_secret: slack_url } }\n  ops: { discord: { webhook_secret: discord_url } }\ndefaults:\n  notify: [team]\n",
+    )
+    .unwrap();
+    let secrets = Secrets::default()
+        .with("telegram_bot_token", "123:tok")
+        .with("slack_url", &format!("{}/slack/hook", chat.uri()))
+        .with("discord_url", &format!("{}/discord/1/tok", chat.uri()));
+    let channels =
+        channels_from_config(&config, &secrets, &reqwest::Client::new(), &chat.uri()).unwrap();
+    let redelivery = Arc::new(MemoryRedelivery::default());
+    let dlq = Arc::new(MemoryQueue::standard());
+    let deps = Deps {
+        config: Arc::new(config),
+        channels,
+        state: Arc::new(MemoryStateStore::new()),
+        redelivery: redelivery.clone(),
+        dead_letters: Some(dlq.clone()),
+        clock: Arc::new(FixedClock::at(
+            time::macros::datetime!(2026-11-26 10:00 UTC),
+        )),
+    };
+    Harness {
+        deps,
+        chat,
+        redelivery,
+        dlq,
+    }
+}
+
+fn notification(kind: NotificationKind, at: &str, channels: &[&str]) -> String {
+    messages::encode(&Notification {
+        v: 1,
+        kind,
+        thread_key: format!("build:pax-app/User@{SHA}"),
+        channels: channels.iter().map(|c| c.to_string()).collect(),
+        facts: Facts {
+            repo: Some("pax-app/User".into()),
+            sha: Some(SHA.into()),
+            branch: Some("master".into()),
+            commit_message: Some("Fix login".into()),
+            author: Some("ana".into()),
+            ..Facts::default()
+        },
+        at: at.into(),
+    })
+}
+
+fn sqs(bodies: &[String]) -> SqsEvent {
+    let template: SqsEvent =
+        serde_json::from_str(include_str!("../testdata/sqs-event-standard.json")).unwrap();
+    let mut event = template.clone();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut m: SqsMessage = template.records[0].clone();
+            m.message_id = Some(format!("m-{i}"));
+            m.receipt_handle = Some(format!("r-{i}"));
+            m.body = Some(body.clone());
+            m
+        })
+        .collect();
+    event
+}
+
+async fn run(h: &Harness, bodies: &[String]) -> Vec<String> {
+    handle_batch(&h.deps, &sqs(bodies))
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+fn telegram_ok(message_id: i64) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"ok": true, "result": {"message_id": message_id}}))
+}
+
+/// (method path, request body) of every call the fake received.
+async fn calls(h: &Harness) -> Vec<(String, Value)> {
+    h.chat
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.url.path().to_string(),
+                serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_builds_story_is_one_telegram_message_edited_twice() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(501))
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/bot123:tok/editMessageText"))
+        .respond_with(telegram_ok(501))
+        .mount(&h.chat)
+        .await;
+    let story = [
+        notification(
+            NotificationKind::BuildStarted,
+            "2026-11-26T10:00:00Z",
+            &["team"],
+        ),
+        notification(
+            NotificationKind::BuildSucceeded,
+            "2026-11-26T10:03:12Z",
+            &["team"],
+        ),
+        notification(
+            NotificationKind::DeploySucceeded,
+            "2026-11-26T10:05:00Z",
+            &["team"],
+        ),
+    ];
+    for message in &story {
+        assert!(run(&h, std::slice::from_ref(message)).await.is_empty());
+    }
+    let calls = calls(&h).await;
+    let paths: Vec<&str> = calls.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/bot123:tok/sendMessage",
+            "/bot123:tok/editMessageText",
+            "/bot123:tok/editMessageText"
+        ]
+    );
+    assert_eq!(calls[0].1["message_thread_id"], 7);
+    assert_eq!(calls[1].1["message_id"], 501);
+    assert!(
+        calls[2].1["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("🟢 <b>Live</b>")
+    );
+}
+
+#[tokio::test]
+async fn late_or_repeated_notifications_do_not_roll_the_message_back() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(9))
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/bot123:tok/editMessageText"))
+        .respond_with(telegram_ok(9))
+        .mount(&h.chat)
+        .await;
+    let started = notification(
+        NotificationKind::BuildStarted,
+        "2026-11-26T10:00:00Z",
+        &["team"],
+    );
+    let passed = notification(
+        NotificationKind::BuildSucceeded,
+        "2026-11-26T10:03:00Z",
+        &["team"],
+    );
+    assert!(run(&h, &[passed.clone(), started, passed]).await.is_empty());
+    assert_eq!(
+        calls(&h).await.len(),
+        1,
+        "the late `started` and the repeat change nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_429_delays_the_message_which_is_then_delivered_exactly_once() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "ok": false, "error_code": 429, "description": "Too Many Requests: retry after 2", "parameters": {"retry_after": 2}
+        })))
+        .up_to_n_times(1)
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(77))
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/slack/hook"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&h.chat)
+        .await;
+
+    let both = notification(
+        NotificationKind::BuildFailed,
+        "2026-11-26T10:00:00Z",
+        &["team", "alerts"],
+    );
+    let next_to_team = notification(
+        NotificationKind::OpsAlarm,
+        "2026-11-26T10:00:01Z",
+        &["team"],
+    );
+    let failed = run(&h, &[both.clone(), next_to_team.clone()]).await;
+    assert_eq!(
+        failed,
+        vec!["m-0", "m-1"],
+        "the second waits behind the first on the same chat"
+    );
+    assert_eq!(
+        h.redelivery.delays(),
+        vec![Duration::from_secs(2), Duration::from_secs(2)]
+    );
+
+    // Redelivered after the delay: Telegram gets each once, Slack is not sent twice.
+    assert!(run(&h, &[both, next_to_team]).await.is_empty());
+    let calls = calls(&h).await;
+    let count = |p: &str| calls.iter().filter(|(path, _)| path == p).count();
+    assert_eq!(
+        count("/bot123:tok/sendMessage"),
+        2,
+        "one 429, then the thread's message"
+    );
+    assert_eq!(
+        count("/bot123:tok/editMessageText"),
+        1,
+        "the second notification of the thread edits it"
+    );
+    assert_eq!(count("/slack/hook"), 1);
+}
+
+#[tokio::test]
+async fn a_400_goes_to_the_dead_letter_queue_without_retry() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "ok": false, "error_code": 400, "description": "Bad Request: chat not found"
+        })))
+        .mount(&h.chat)
+        .await;
+    let message = notification(
+        NotificationKind::BuildStarted,
+        "2026-11-26T10:00:00Z",
+        &["team"],
+    );
+    assert!(
+        run(&h, std::slice::from_ref(&message)).await.is_empty(),
+        "not looped"
+    );
+    let dead = h.dlq.drain();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, message);
+    assert!(
+        dead[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("chat not found")
+    );
+    assert_eq!(calls(&h).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_5xx_is_retried() {
+    let h = harness().await;
+    Mock::given(path("/slack/hook"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&h.chat)
+        .await;
+    let message = notification(
+        NotificationKind::BuildStarted,
+        "2026-11-26T10:00:00Z",
+        &["alerts"],
+    );
+    assert_eq!(run(&h, &[message]).await, vec!["m-0"]);
+    assert!(h.dlq.is_empty());
+}
+
+#[tokio::test]
+async fn discord_edits_its_message_and_slack_posts_anew() {
+    let h = harness().await;
+    Mock::given(method("POST"))
+        .and(path("/discord/1/tok"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1234"})))
+        .mount(&h.chat)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/discord/1/tok/messages/1234"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1234"})))
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/slack/hook"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&h.chat)
+        .await;
+    run(
+        &h,
+        &[notification(
+            NotificationKind::BuildStarted,
+            "2026-11-26T10:00:00Z",
+            &["ops", "alerts"],
+        )],
+    )
+    .await;
+    run(
+        &h,
+        &[notification(
+            NotificationKind::BuildSucceeded,
+            "2026-11-26T10:01:00Z",
+            &["ops", "alerts"],
+        )],
+    )
+    .await;
+    let paths: Vec<String> = calls(&h).await.into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/discord/1/tok",
+            "/slack/hook",
+            "/discord/1/tok/messages/1234",
+            "/slack/hook"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_hostile_commit_message_is_accepted_by_every_channel() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(1))
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/slack/hook"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/discord/1/tok"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1"})))
+        .mount(&h.chat)
+        .await;
+    let mut n: Notification = messages::decode(&notification(
+        NotificationKind::BuildFailed,
+        "2026-11-26T10:00:00Z",
+        &["team", "alerts", "ops"],
+    ))
+    .unwrap();
+    n.facts.commit_message = Some(format!(
+        "<b>&</b> <i>unbalanced *x* _y_ @everyone {} مرحبا {}",
+        "🚀".repeat(20),
+        "z".repeat(10_000)
+    ));
+    assert!(run(&h, &[messages::encode(&n)]).await.is_empty());
+    for (path, body) in calls(&h).await {
+        let text = body["text"].as_str().or(body["content"].as_str()).unwrap();
+        let limit = if path.starts_with("/discord") {
+            2000
+        } else {
+            4096
+        };
+        assert!(
+            text.chars().count() <= limit,
+            "{path}: {}",
+            text.chars().count()
+        );
+        assert!(!text.contains("<b>&</b>"), "{path} escaped the user text");
+    }
+}
+
+#[tokio::test]
+async fn a_cloudwatch_alarm_becomes_a_clear_message() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(3))
+        .mount(&h.chat)
+        .await;
+    let alarm = r#"{"AlarmName":"shipline-deploy-dlq","NewStateValue":"ALARM","NewStateReason":"Threshold Crossed: 1 datapoint [3.0 (26/11/26 10:00:00)] was greater than or equal to the threshold (1.0).","StateChangeTime":"2026-11-26T10:00:00.000+0000","Trigger":{"MetricName":"ApproximateNumberOfMessagesVisible","Namespace":"AWS/SQS","Dimensions":[{"value":"shipline-DeployDeadLetterQueue-X.fifo","name":"QueueName"}]}}"#;
+    assert!(run(&h, &[alarm.to_string()]).await.is_empty());
+    let text = calls(&h).await[0].1["text"].as_str().unwrap().to_string();
+    assert!(text.starts_with("🚨 <b>shipline alarm</b>: <b>3 messages in the dead-letter queue shipline-DeployDeadLetterQueue-X.fifo</b>"), "{text}");
+}
+
+#[tokio::test]
+async fn a_message_that_is_neither_is_dead_lettered_alone() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(3))
+        .mount(&h.chat)
+        .await;
+    let good = notification(
+        NotificationKind::BuildStarted,
+        "2026-11-26T10:00:00Z",
+        &["team"],
+    );
+    assert!(
+        run(&h, &["{\"hello\": 1}".to_string(), good])
+            .await
+            .is_empty()
+    );
+    assert_eq!(h.dlq.drain().len(), 1);
+}
