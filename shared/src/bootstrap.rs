@@ -20,6 +20,7 @@ pub const DEPLOY_QUEUE_URL: &str = "DEPLOY_QUEUE_URL";
 pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 pub const TELEGRAM_API_URL: &str = "TELEGRAM_API_URL";
+pub const HEROKU_API_URL: &str = "HEROKU_API_URL";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -73,6 +74,12 @@ impl Bootstrap {
     /// `GITHUB_API_URL`, else the public API.
     pub fn github_api_url(&self) -> String {
         var(GITHUB_API_URL).unwrap_or_else(|| crate::github::client::PUBLIC_API.to_string())
+    }
+
+    /// `HEROKU_API_URL`, else the public Platform API.
+    pub fn heroku_api_url(&self) -> String {
+        var(HEROKU_API_URL)
+            .unwrap_or_else(|| crate::adapters::deploy::HEROKU_PUBLIC_API.to_string())
     }
 
     /// `TELEGRAM_API_URL`, else the public Bot API.

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod bootstrap;
 pub mod codebuild;
 pub mod config;
+pub mod deploy;
 pub mod github;
 pub mod messages;
 pub mod ports;

@@ -129,6 +129,27 @@ pub struct DeployRequest {
     pub requested_at: String,
 }
 
+/// A request to put an earlier release of a target live again. It travels on `deploys.fifo`
+/// in the target's message group, so it is serialised with that target's deploys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    #[serde(default = "version")]
+    pub v: u32,
+    /// Always `rollback`: what tells it apart from a `DeployRequest` on the same queue.
+    pub kind: String,
+    pub target: String,
+    /// The release to put back (a Heroku release id or version like `v41`); the one before
+    /// the live release when not given.
+    #[serde(default)]
+    pub release: Option<String>,
+    pub requested_by: String,
+    pub requested_at: String,
+}
+
+impl RollbackRequest {
+    pub const KIND: &'static str = "rollback";
+}
+
 /// Something to tell the team chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {

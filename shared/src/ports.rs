@@ -191,6 +191,39 @@ pub trait GitHub: Send + Sync {
         status: &crate::github::client::CommitStatus,
         installation: Option<u64>,
     ) -> Result<(), crate::github::client::GitHubError>;
+
+    /// The commit a branch points at now.
+    async fn branch_head(
+        &self,
+        repo: &str,
+        branch: &str,
+        installation: Option<u64>,
+    ) -> Result<String, crate::github::client::GitHubError>;
+
+    /// How `head` relates to `base`: `ahead`, `behind`, `identical` or `diverged`.
+    async fn compare(
+        &self,
+        repo: &str,
+        base: &str,
+        head: &str,
+        installation: Option<u64>,
+    ) -> Result<String, crate::github::client::GitHubError>;
+
+    /// Creates a deployment of `sha` to `environment`; returns its id.
+    async fn create_deployment(
+        &self,
+        repo: &str,
+        deployment: &crate::github::client::NewDeployment,
+        installation: Option<u64>,
+    ) -> Result<u64, crate::github::client::GitHubError>;
+
+    async fn set_deployment_status(
+        &self,
+        repo: &str,
+        deployment_id: u64,
+        status: &crate::github::client::DeploymentStatus,
+        installation: Option<u64>,
+    ) -> Result<(), crate::github::client::GitHubError>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod codebuild;
+pub mod deploy;
 pub mod dynamodb;
 pub mod memory;
 pub mod sqs;

@@ -40,6 +40,25 @@ pub struct CommitStatus {
     pub context: String,
 }
 
+/// A deployment to create (`POST /repos/{repo}/deployments`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDeployment {
+    pub sha: String,
+    pub environment: String,
+    pub description: String,
+    /// Carried in the deployment's `payload`, for whoever reads it.
+    pub payload: serde_json::Value,
+}
+
+/// A deployment status (`in_progress`, `success`, `failure`, `error`, `inactive`, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentStatus {
+    pub state: String,
+    pub description: String,
+    pub log_url: Option<String>,
+    pub environment_url: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
     /// 429, or 403 with the rate limit exhausted or a secondary-limit message: wait this long.
@@ -348,6 +367,89 @@ impl GitHub for GitHubClient {
                 Some(body),
             )
             .await?;
+        Ok(())
+    }
+
+    async fn branch_head(
+        &self,
+        repo: &str,
+        branch: &str,
+        installation: Option<u64>,
+    ) -> Result<String, GitHubError> {
+        let token = self.token(repo, installation).await?;
+        let path = format!("/repos/{repo}/branches/{branch}");
+        let answer: serde_json::Value = self.send(Method::GET, &path, &token, None).await?;
+        answer["commit"]["sha"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| GitHubError::Unavailable("branch answer without commit.sha".into()))
+    }
+
+    async fn compare(
+        &self,
+        repo: &str,
+        base: &str,
+        head: &str,
+        installation: Option<u64>,
+    ) -> Result<String, GitHubError> {
+        let token = self.token(repo, installation).await?;
+        // per_page=1: only the status is read, not the commit list.
+        let path = format!("/repos/{repo}/compare/{base}...{head}?per_page=1");
+        let answer: serde_json::Value = self.send(Method::GET, &path, &token, None).await?;
+        answer["status"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| GitHubError::Unavailable("compare answer without status".into()))
+    }
+
+    async fn create_deployment(
+        &self,
+        repo: &str,
+        d: &NewDeployment,
+        installation: Option<u64>,
+    ) -> Result<u64, GitHubError> {
+        let token = self.token(repo, installation).await?;
+        let body = json!({
+            "ref": d.sha,
+            "environment": d.environment,
+            "description": truncate_chars(&d.description, MAX_DESCRIPTION),
+            // The build already passed shipline's own status; never merge the default branch in.
+            "auto_merge": false,
+            "required_contexts": [],
+            "payload": d.payload,
+            "production_environment": d.environment == "production",
+        });
+        let path = format!("/repos/{repo}/deployments");
+        let created: serde_json::Value = self.send(Method::POST, &path, &token, Some(body)).await?;
+        created["id"].as_u64().ok_or_else(|| GitHubError::Rejected {
+            status: 202,
+            message: created["message"]
+                .as_str()
+                .unwrap_or("no deployment was created")
+                .to_string(),
+        })
+    }
+
+    async fn set_deployment_status(
+        &self,
+        repo: &str,
+        id: u64,
+        status: &DeploymentStatus,
+        installation: Option<u64>,
+    ) -> Result<(), GitHubError> {
+        let token = self.token(repo, installation).await?;
+        let mut body = json!({
+            "state": status.state,
+            "description": truncate_chars(&status.description, MAX_DESCRIPTION),
+        });
+        if let Some(url) = &status.log_url {
+            body["log_url"] = json!(url);
+        }
+        if let Some(url) = &status.environment_url {
+            body["environment_url"] = json!(url);
+        }
+        let path = format!("/repos/{repo}/deployments/{id}/statuses");
+        let _: serde_json::Value = self.send(Method::POST, &path, &token, Some(body)).await?;
         Ok(())
     }
 }

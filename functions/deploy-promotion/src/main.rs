@@ -1,0 +1,54 @@
+//! The Lambda binary: wire GitHub and the deploy targets once, then release.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deploy_promotion::{Deps, Follow, handle_batch};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
+use shared::adapters::sqs::SqsRedelivery;
+use shared::bootstrap::{Bootstrap, NOTIFY_QUEUE_URL};
+use shared::github::client::{Auth, GitHubClient};
+use shared::ports::SystemClock;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let boot = Bootstrap::from_env().await?;
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(20))
+        .build()?;
+    let heroku = boot.secrets.get("heroku_api_key").map(|key| {
+        Arc::new(Heroku::new(
+            http.clone(),
+            &boot.heroku_api_url(),
+            key.clone(),
+        )) as _
+    });
+    let deps = Deps {
+        github: Arc::new(GitHubClient::new(
+            http.clone(),
+            boot.github_api_url(),
+            Auth::from_secrets(&boot.secrets)?,
+        )),
+        deployer: Arc::new(Targets {
+            heroku,
+            hook: Arc::new(Hook::new(http, boot.secrets.clone())),
+            command: Arc::new(Command),
+        }),
+        state: boot.state_store()?,
+        notify: boot.queue(NOTIFY_QUEUE_URL)?,
+        redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
+        clock: Arc::new(SystemClock),
+        follow: Follow::default(),
+        config: boot.config.clone(),
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
+            Ok::<_, Error>(handle_batch(deps, &event.payload).await)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,523 @@
+//! deploy-promotion against local fakes of the Heroku Platform API and GitHub (wiremock,
+//! through the real clients), on in-memory state and queues.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use deploy_promotion::{Deps, Follow, LiveRecord, handle_batch, live_key};
+use serde_json::{Value, json};
+use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
+use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
+use shared::config::Config;
+use shared::github::client::{Auth, GitHubClient};
+use shared::messages::{self, DeployRequest, Notification, NotificationKind, RollbackRequest};
+use shared::ports::{Precondition, StateStore};
+use shared::secrets::{SecretString, Secrets};
+use wiremock::matchers::{body_json, header, headers, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const NEW: &str = "2222222222222222222222222222222222222222";
+const OLD: &str = "1111111111111111111111111111111111111111";
+const HEROKU_ACCEPT: &str = "application/vnd.heroku+json; version=3.docker-releases";
+
+struct Harness {
+    deps: Deps,
+    heroku: MockServer,
+    github: MockServer,
+    notify: Arc<MemoryQueue>,
+    state: Arc<MemoryStateStore>,
+}
+
+async fn harness() -> Harness {
+    let heroku = MockServer::start().await;
+    let github = MockServer::start().await;
+    let config = Config::from_yaml(
+        "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\nrepos:\n  pax-app/User:\n    codebuild_project: pax-user\n    deploy:\n      - branch: master\n        environment_url: https://user.pax.app\n        heroku: { app: pax-user, process_types: [web, worker] }\n",
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let notify = Arc::new(MemoryQueue::standard());
+    let state = Arc::new(MemoryStateStore::new());
+    let deps = Deps {
+        config: Arc::new(config),
+        github: Arc::new(GitHubClient::new(
+            http.clone(),
+            github.uri(),
+            Auth::Token(SecretString::new("ghp")),
+        )),
+        deployer: Arc::new(Targets {
+            heroku: Some(Arc::new(Heroku::new(
+                http.clone(),
+                &heroku.uri(),
+                SecretString::new("heroku-key"),
+            ))),
+            hook: Arc::new(Hook::new(http, Arc::new(Secrets::default()))),
+            command: Arc::new(Command),
+        }),
+        state: state.clone(),
+        notify: notify.clone(),
+        redelivery: Arc::new(MemoryRedelivery::default()),
+        clock: Arc::new(FixedClock::at(
+            time::macros::datetime!(2026-11-26 10:00 UTC),
+        )),
+        follow: Follow {
+            interval: Duration::from_millis(10),
+            budget: Duration::from_secs(2),
+        },
+    };
+    Harness {
+        deps,
+        heroku,
+        github,
+        notify,
+        state,
+    }
+}
+
+impl Harness {
+    async fn github_says_head_is(&self, sha: &str) {
+        Mock::given(method("GET"))
+            .and(path("/repos/pax-app/User/branches/master"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"name": "master", "commit": {"sha": sha}})),
+            )
+            .mount(&self.github)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/repos/pax-app/User/deployments"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 9001})))
+            .mount(&self.github)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/repos/pax-app/User/deployments/9001/statuses"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
+            .mount(&self.github)
+            .await;
+    }
+
+    async fn heroku_releases(&self, final_status: &str, failure: Option<&str>) {
+        Mock::given(method("PATCH"))
+            .and(path("/apps/pax-user/formation"))
+            .and(header("accept", HEROKU_ACCEPT))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+            .mount(&self.heroku)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/apps/pax-user/releases"))
+            // wiremock splits header values at commas.
+            .and(headers("range", vec!["version ..; max=1", "order=desc"]))
+            .respond_with(
+                ResponseTemplate::new(206)
+                    .set_body_json(json!([{"id": "rel-43", "version": 43, "status": "pending"}])),
+            )
+            .mount(&self.heroku)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/apps/pax-user/releases/rel-43"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "rel-43", "version": 43, "status": final_status, "description": failure})))
+            .mount(&self.heroku)
+            .await;
+    }
+
+    async fn live(&self) -> Option<LiveRecord> {
+        self.state
+            .get(&live_key("heroku:pax-user"), 0)
+            .await
+            .unwrap()
+            .map(|r| serde_json::from_value(r.value).unwrap())
+    }
+
+    async fn set_live(&self, sha: &str) {
+        let record = LiveRecord {
+            repo: "pax-app/User".into(),
+            branch: "master".into(),
+            sha: sha.into(),
+            release_id: "rel-42".into(),
+            version: Some("v42".into()),
+            at: "2026-11-26T09:00:00Z".into(),
+            build_id: "pax-user:0".into(),
+            history: vec![deploy_promotion::PastRelease {
+                sha: "0000000000000000000000000000000000000000".into(),
+                release_id: "rel-41".into(),
+                version: Some("v41".into()),
+            }],
+        };
+        self.state
+            .put(
+                &live_key("heroku:pax-user"),
+                serde_json::to_value(record).unwrap(),
+                Precondition::None,
+                None,
+                0,
+            )
+            .await
+            .unwrap();
+    }
+
+    fn kinds(&self) -> Vec<(NotificationKind, Option<String>)> {
+        self.notify
+            .drain()
+            .into_iter()
+            .map(|m| {
+                let n: Notification = messages::decode(&m.body).unwrap();
+                (n.kind, n.facts.reason)
+            })
+            .collect()
+    }
+
+    /// (state, description) of each deployment status GitHub received.
+    async fn deployment_statuses(&self) -> Vec<(String, String)> {
+        self.github
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path().ends_with("/statuses"))
+            .map(|r| {
+                let b: Value = serde_json::from_slice(&r.body).unwrap();
+                (
+                    b["state"].as_str().unwrap().into(),
+                    b["description"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn request(sha: &str) -> DeployRequest {
+    DeployRequest {
+        v: 1,
+        repo: "pax-app/User".into(),
+        branch: "master".into(),
+        sha: sha.into(),
+        build_id: "pax-user:abc".into(),
+        log_url: Some("https://logs.example/pax-user".into()),
+        target: "heroku:pax-user".into(),
+        environment: "production".into(),
+        artifacts: BTreeMap::from([
+            ("SHIPLINE_IMAGE_WEB".to_string(), "sha256:web1".to_string()),
+            (
+                "SHIPLINE_IMAGE_WORKER".to_string(),
+                "sha256:worker1".to_string(),
+            ),
+        ]),
+        delivery_id: "d-1".into(),
+        commit_message: Some("Fix login".into()),
+        author: Some("ana".into()),
+        installation_id: None,
+        requested_at: "2026-11-26T10:00:00Z".into(),
+    }
+}
+
+fn sqs(bodies: &[String]) -> SqsEvent {
+    let template: SqsEvent =
+        serde_json::from_str(include_str!("../testdata/sqs-event-fifo.json")).unwrap();
+    let mut event = template.clone();
+    event.records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut m: SqsMessage = template.records[0].clone();
+            m.message_id = Some(format!("m-{i}"));
+            m.receipt_handle = Some(format!("r-{i}"));
+            m.body = Some(body.clone());
+            m
+        })
+        .collect();
+    event
+}
+
+async fn run(h: &Harness, body: String) -> Vec<String> {
+    handle_batch(&h.deps, &sqs(&[body]))
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_green_master_build_releases_the_exported_images_and_posts_the_deployment() {
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    h.heroku_releases("succeeded", None).await;
+    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
+
+    let patch = h
+        .heroku
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.method.as_str() == "PATCH")
+        .unwrap();
+    let body: Value = serde_json::from_slice(&patch.body).unwrap();
+    assert_eq!(
+        body,
+        json!({"updates": [{"type": "web", "docker_image": "sha256:web1"}, {"type": "worker", "docker_image": "sha256:worker1"}]})
+    );
+    assert_eq!(
+        patch.headers.get("authorization").unwrap(),
+        "Bearer heroku-key"
+    );
+
+    assert_eq!(
+        h.deployment_statuses().await,
+        vec![
+            ("in_progress".into(), "Releasing to heroku:pax-user".into()),
+            ("success".into(), "Live on heroku:pax-user (v43)".into())
+        ]
+    );
+    let created: Value = serde_json::from_slice(
+        &h.github
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .find(|r| r.url.path().ends_with("/deployments"))
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            created["ref"].as_str(),
+            created["environment"].as_str(),
+            created["auto_merge"].as_bool()
+        ),
+        (Some(NEW), Some("production"), Some(false))
+    );
+    let success = h
+        .github
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("/statuses"))
+        .last()
+        .unwrap();
+    let success: Value = serde_json::from_slice(&success.body).unwrap();
+    assert_eq!(success["environment_url"], "https://user.pax.app");
+    assert_eq!(success["log_url"], "https://logs.example/pax-user");
+
+    let live = h.live().await.unwrap();
+    assert_eq!(
+        (
+            live.sha.as_str(),
+            live.release_id.as_str(),
+            live.version.as_deref()
+        ),
+        (NEW, "rel-43", Some("v43"))
+    );
+    let kinds: Vec<_> = h.kinds().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::DeployStarted,
+            NotificationKind::DeploySucceeded
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_late_older_build_is_skipped_and_said_so() {
+    let h = harness().await;
+    h.set_live(NEW).await;
+    h.github_says_head_is(NEW).await;
+    assert!(run(&h, messages::encode(&request(OLD))).await.is_empty());
+    assert!(
+        h.heroku.received_requests().await.unwrap().is_empty(),
+        "production untouched"
+    );
+    assert_eq!(
+        h.kinds(),
+        vec![(
+            NotificationKind::DeploySkipped,
+            Some("superseded by 2222222".into())
+        )]
+    );
+    assert_eq!(h.live().await.unwrap().sha, NEW);
+}
+
+#[tokio::test]
+async fn a_commit_behind_the_live_one_is_skipped_even_as_branch_head() {
+    let h = harness().await;
+    h.set_live(NEW).await;
+    h.github_says_head_is(OLD).await; // the branch was reset
+    Mock::given(path(format!("/repos/pax-app/User/compare/{NEW}...{OLD}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "behind"})))
+        .mount(&h.github)
+        .await;
+    assert!(run(&h, messages::encode(&request(OLD))).await.is_empty());
+    assert!(h.heroku.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        h.kinds(),
+        vec![(
+            NotificationKind::DeploySkipped,
+            Some("1111111 is behind the live 2222222".into())
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_release_phase_is_reported_with_production_unchanged() {
+    let h = harness().await;
+    h.set_live(OLD).await;
+    h.github_says_head_is(NEW).await;
+    Mock::given(path(format!("/repos/pax-app/User/compare/{OLD}...{NEW}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "ahead"})))
+        .mount(&h.github)
+        .await;
+    h.heroku_releases("failed", Some("Release command failed: rake db:migrate"))
+        .await;
+    assert!(
+        run(&h, messages::encode(&request(NEW))).await.is_empty(),
+        "a failed release is not retried"
+    );
+    let statuses = h.deployment_statuses().await;
+    assert_eq!(statuses[1].0, "failure");
+    assert_eq!(
+        statuses[1].1,
+        "deploy failed, production unchanged: release v43 failed: Release command failed: rake db:migrate"
+    );
+    assert_eq!(
+        h.live().await.unwrap().sha,
+        OLD,
+        "the old release is still live"
+    );
+    let kinds = h.kinds();
+    assert_eq!(kinds[1].0, NotificationKind::DeployFailed);
+}
+
+#[tokio::test]
+async fn a_429_then_200_from_heroku_deploys_once() {
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    Mock::given(method("PATCH"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(
+            json!({"id": "rate_limit", "message": "Your account reached the API rate limit"}),
+        ))
+        .up_to_n_times(1)
+        .mount(&h.heroku)
+        .await;
+    h.heroku_releases("succeeded", None).await;
+    assert_eq!(
+        run(&h, messages::encode(&request(NEW))).await,
+        vec!["m-0"],
+        "retried later"
+    );
+    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
+    let patches = h
+        .heroku
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .count();
+    assert_eq!(patches, 2, "one refused, one released");
+    let creations = h
+        .github
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/deployments"))
+        .count();
+    assert_eq!(creations, 1, "the retry resumed the same deployment");
+    assert_eq!(h.live().await.unwrap().sha, NEW);
+    let kinds: Vec<_> = h.kinds().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::DeployStarted,
+            NotificationKind::DeploySucceeded
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_app_fails_at_once_with_a_clear_reason() {
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    Mock::given(method("PATCH"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"id": "not_found", "message": "Couldn't find that app."})),
+        )
+        .mount(&h.heroku)
+        .await;
+    assert!(
+        run(&h, messages::encode(&request(NEW))).await.is_empty(),
+        "not retried"
+    );
+    let kinds = h.kinds();
+    assert_eq!(kinds[1].0, NotificationKind::DeployFailed);
+    assert_eq!(
+        kinds[1].1.as_deref(),
+        Some(
+            "deploy failed, production unchanged: Heroku app pax-user not found (404 not_found): Couldn't find that app."
+        )
+    );
+    assert!(h.live().await.is_none());
+}
+
+#[tokio::test]
+async fn a_missing_image_is_a_clear_failure() {
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    let mut r = request(NEW);
+    r.artifacts.remove("SHIPLINE_IMAGE_WORKER");
+    assert!(run(&h, messages::encode(&r)).await.is_empty());
+    let reason = h.kinds().pop().unwrap().1.unwrap();
+    assert!(
+        reason.contains("no image for process `worker` (SHIPLINE_IMAGE_WORKER)"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_releases_the_earlier_release() {
+    let h = harness().await;
+    h.set_live(NEW).await;
+    Mock::given(method("POST"))
+        .and(path("/apps/pax-user/releases"))
+        .and(body_json(json!({"release": "rel-41"})))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"id": "rel-44", "version": 44, "status": "succeeded"})),
+        )
+        .expect(1)
+        .mount(&h.heroku)
+        .await;
+    let rollback = RollbackRequest {
+        v: 1,
+        kind: RollbackRequest::KIND.into(),
+        target: "heroku:pax-user".into(),
+        release: None,
+        requested_by: "ana".into(),
+        requested_at: "2026-11-26T10:00:00Z".into(),
+    };
+    assert!(run(&h, messages::encode(&rollback)).await.is_empty());
+    let live = h.live().await.unwrap();
+    assert_eq!(
+        (live.release_id.as_str(), live.sha.as_str()),
+        ("rel-44", "0000000000000000000000000000000000000000")
+    );
+    assert_eq!(
+        live.history.last().unwrap().release_id,
+        "rel-42",
+        "the rolled-back release can be restored"
+    );
+    let (kind, reason) = h.kinds().pop().unwrap();
+    assert_eq!(
+        (kind, reason.as_deref()),
+        (
+            NotificationKind::DeploySucceeded,
+            Some("rolled back to v41 by ana")
+        )
+    );
+}

@@ -1,0 +1,66 @@
+//! The deploy port: release an artifact to a target, follow the release to its end, roll back.
+//! Adapters: the Heroku Platform API (container releases), a signed deploy hook, a local
+//! command (the demo).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::DeployRule;
+use crate::messages::DeployRequest;
+use crate::ports::Retryable;
+
+/// Where a release stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Live. `id` names the release for a rollback; `version` is what people call it (`v42`).
+    Live {
+        id: String,
+        version: Option<String>,
+        url: Option<String>,
+    },
+    /// Still going (a Heroku release phase running).
+    Pending { id: String, version: Option<String> },
+    /// Did not go live; the previous release is still serving.
+    Failed { id: Option<String>, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("deploy target rate limit; retry after {}s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    #[error("deploy target unavailable: {0}")]
+    Unavailable(String),
+    /// The target refused (bad credentials, unknown app, missing image): trying again cannot help.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Retryable for DeployError {
+    fn is_retryable(&self) -> bool {
+        !matches!(self, DeployError::Refused(_))
+    }
+}
+
+impl DeployError {
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            DeployError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// Starts releasing `request` to the rule's target.
+    async fn release(
+        &self,
+        rule: &DeployRule,
+        request: &DeployRequest,
+    ) -> Result<Release, DeployError>;
+    /// Where release `id` stands now.
+    async fn status(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError>;
+    /// Releases the code of an earlier release again.
+    async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError>;
+}
