@@ -12,4 +12,5 @@ pub mod github;
 pub mod messages;
 pub mod ports;
 pub mod secrets;
+pub mod sentry;
 pub mod telemetry;

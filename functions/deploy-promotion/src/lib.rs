@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use shared::batch::{self, BatchContext, Outcome};
 use shared::config::{Config, DeployRule};
 use shared::deploy::{DeployError, Deployer, Release};
+pub use shared::deploy::{LiveRecord, PastRelease, live_key};
 use shared::github::client::{DeploymentStatus, GitHubError, NewDeployment};
 use shared::messages::{
     self, DeployRequest, Facts, Notification, NotificationKind, RollbackRequest, short_sha,
@@ -50,32 +51,6 @@ pub struct Deps {
     pub follow: Follow,
 }
 
-/// What is live on a target (state key `live:<target>`): read by the order guard, rollbacks and
-/// the Sentry forwarder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LiveRecord {
-    pub repo: String,
-    pub branch: String,
-    pub sha: String,
-    pub release_id: String,
-    #[serde(default)]
-    pub version: Option<String>,
-    /// RFC 3339.
-    pub at: String,
-    pub build_id: String,
-    /// Earlier releases, newest last (at most ten), for rollbacks.
-    #[serde(default)]
-    pub history: Vec<PastRelease>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PastRelease {
-    pub sha: String,
-    pub release_id: String,
-    #[serde(default)]
-    pub version: Option<String>,
-}
-
 /// A deploy under way (state key `deploying:<target>`), so that a retry resumes it instead of
 /// releasing twice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,10 +58,6 @@ struct Progress {
     sha: String,
     deployment_id: Option<u64>,
     release_id: Option<String>,
-}
-
-pub fn live_key(target: &str) -> String {
-    format!("live:{target}")
 }
 
 fn progress_key(target: &str) -> String {
