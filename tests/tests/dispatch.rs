@@ -406,6 +406,8 @@ async fn the_release_binary_reports_only_the_malformed_message_as_failed() {
     let mut malformed = event["Records"][0].clone();
     malformed["messageId"] = json!("malformed-1");
     malformed["body"] = json!("{\"v\":1,\"delivery_id\":");
+    // Another line of work: within one group, a failure would rightly hold back what follows.
+    malformed["attributes"]["MessageGroupId"] = json!("Codertocat/Hello-World#other");
     event["Records"]
         .as_array_mut()
         .unwrap()
