@@ -295,7 +295,8 @@ fn safe_url(url: &str) -> Option<&str> {
 
 fn render_pieces(kind: ChatKind, pieces: &[Piece]) -> String {
     let esc = |t: &str| match kind {
-        ChatKind::Telegram | ChatKind::Console => escape_html(t),
+        ChatKind::Console => t.to_string(),
+        ChatKind::Telegram => escape_html(t),
         ChatKind::Slack => escape_slack(t),
         ChatKind::Discord => escape_discord(t),
     };
@@ -309,7 +310,8 @@ fn render_pieces(kind: ChatKind, pieces: &[Piece]) -> String {
             Bold(t, max) => {
                 let t = esc(&cut(t, *max));
                 match kind {
-                    ChatKind::Telegram | ChatKind::Console => s.push_str(&format!("<b>{t}</b>")),
+                    ChatKind::Console => s.push_str(&t),
+                    ChatKind::Telegram => s.push_str(&format!("<b>{t}</b>")),
                     ChatKind::Slack => s.push_str(&format!("*{t}*")),
                     ChatKind::Discord => s.push_str(&format!("**{t}**")),
                 }
@@ -317,7 +319,8 @@ fn render_pieces(kind: ChatKind, pieces: &[Piece]) -> String {
             Code(t, max) => {
                 let raw = cut(t, *max);
                 match kind {
-                    ChatKind::Telegram | ChatKind::Console => {
+                    ChatKind::Console => s.push_str(&raw),
+                    ChatKind::Telegram => {
                         s.push_str(&format!("<code>{}</code>", escape_html(&raw)))
                     }
                     // Inside code spans nothing is interpreted; a backtick cannot be escaped, so
@@ -335,6 +338,7 @@ fn render_pieces(kind: ChatKind, pieces: &[Piece]) -> String {
                 let text = esc(&cut(text, *budget));
                 match safe_url(url) {
                     None => s.push_str(&text),
+                    Some(_) if kind == ChatKind::Console => s.push_str(&text),
                     Some(url) => match kind {
                         ChatKind::Telegram | ChatKind::Console => {
                             s.push_str(&format!("<a href=\"{}\">{text}</a>", escape_html(url)))

@@ -48,6 +48,23 @@ impl MemoryQueue {
         *self.fail_sends.lock().unwrap() = n;
     }
 
+    /// Puts a message back at the end without the deduplication check: a redelivery of a
+    /// message that was received but not processed.
+    pub fn requeue(&self, message: OutgoingMessage) {
+        self.inner.lock().unwrap().messages.push_back(message);
+    }
+
+    /// Copies of the messages waiting, oldest first, left in place.
+    pub fn peek(&self) -> Vec<OutgoingMessage> {
+        self.inner
+            .lock()
+            .unwrap()
+            .messages
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     /// Takes every message sent so far, oldest first.
     pub fn drain(&self) -> Vec<OutgoingMessage> {
         self.inner.lock().unwrap().messages.drain(..).collect()

@@ -5,5 +5,6 @@ pub mod chat;
 pub mod codebuild;
 pub mod deploy;
 pub mod dynamodb;
+pub mod local;
 pub mod memory;
 pub mod sqs;

@@ -1,0 +1,303 @@
+//! The local stack: the five functions' handlers, unchanged, wired to embedded adapters
+//! (in-memory queues and state, the local build runner, a local GitHub, console chat) and
+//! pumped in one process.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::SqsEvent;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use shared::adapters::chat::Console;
+use shared::adapters::deploy::{Command, Hook, Targets};
+use shared::adapters::local::{LocalBuildRunner, LocalGitHub};
+use shared::adapters::memory::{MemoryQueue, MemoryRedelivery, MemoryStateStore};
+use shared::config::{Channel, Config};
+use shared::messages::{self, Notification};
+use shared::ports::{ChatChannel, OutgoingMessage, SystemClock};
+use shared::secrets::Secrets;
+
+pub struct Stack {
+    pub intake: webhook_intake::Deps,
+    pub dispatch: build_dispatch::Deps,
+    pub promotion: deploy_promotion::Deps,
+    pub notifier: notifier::Deps,
+    pub alerts: alert_forwarder::Deps,
+    pub builds_queue: Arc<MemoryQueue>,
+    pub events_queue: Arc<MemoryQueue>,
+    pub deploys_queue: Arc<MemoryQueue>,
+    pub notify_queue: Arc<MemoryQueue>,
+    pub runner: Arc<LocalBuildRunner>,
+}
+
+impl Stack {
+    /// `repos` maps each configured repo to its local checkout.
+    pub fn new(
+        config: Config,
+        secrets: Secrets,
+        repos: BTreeMap<String, PathBuf>,
+        work: PathBuf,
+        report: impl Fn(String) + Send + Sync + 'static,
+    ) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let secrets = Arc::new(secrets);
+        let state = Arc::new(MemoryStateStore::new());
+        let clock = Arc::new(SystemClock);
+        let redelivery = Arc::new(MemoryRedelivery::default());
+        let builds_queue = Arc::new(MemoryQueue::fifo());
+        let events_queue = Arc::new(MemoryQueue::standard());
+        let deploys_queue = Arc::new(MemoryQueue::fifo());
+        let notify_queue = Arc::new(MemoryQueue::standard());
+        let runner = Arc::new(LocalBuildRunner::new(
+            repos.clone(),
+            work,
+            events_queue.clone(),
+        ));
+        let github = Arc::new(LocalGitHub::new(repos, Box::new(report)));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut channels: std::collections::HashMap<String, Arc<dyn ChatChannel>> =
+            Default::default();
+        let console: Arc<dyn ChatChannel> = Arc::new(Console::stdout());
+        for (name, channel) in &config.channels {
+            if matches!(channel, Channel::Console {}) {
+                channels.insert(name.clone(), console.clone());
+            }
+        }
+        let remote = notifier::channels_from_config(
+            &config,
+            &secrets,
+            &http,
+            shared::adapters::chat::TELEGRAM_PUBLIC_API,
+        )?;
+        for (name, channel) in remote {
+            channels.entry(name).or_insert(channel);
+        }
+        Ok(Self {
+            intake: webhook_intake::Deps {
+                config: config.clone(),
+                webhook_secret: secrets.require("github_webhook_secret")?.clone(),
+                builds: builds_queue.clone(),
+                state: state.clone(),
+                clock: clock.clone(),
+            },
+            dispatch: build_dispatch::Deps {
+                config: config.clone(),
+                builds: runner.clone(),
+                github: github.clone(),
+                state: state.clone(),
+                deploys: deploys_queue.clone(),
+                notify: notify_queue.clone(),
+                redelivery: redelivery.clone(),
+                clock: clock.clone(),
+                region: "local".into(),
+            },
+            promotion: deploy_promotion::Deps {
+                config: config.clone(),
+                github: github.clone(),
+                deployer: Arc::new(Targets {
+                    heroku: None,
+                    hook: Arc::new(Hook::new(http.clone(), secrets.clone())),
+                    command: Arc::new(Command),
+                }),
+                state: state.clone(),
+                notify: notify_queue.clone(),
+                redelivery: redelivery.clone(),
+                clock: clock.clone(),
+                follow: deploy_promotion::Follow::default(),
+            },
+            notifier: notifier::Deps {
+                config: config.clone(),
+                channels,
+                state: state.clone(),
+                redelivery: redelivery.clone(),
+                dead_letters: None,
+                clock: clock.clone(),
+            },
+            alerts: alert_forwarder::Deps {
+                config,
+                client_secret: secrets.get("sentry_client_secret").cloned(),
+                legacy_token: secrets.get("sentry_legacy_token").cloned(),
+                notify: notify_queue.clone(),
+                state,
+                clock,
+            },
+            builds_queue,
+            events_queue,
+            deploys_queue,
+            notify_queue,
+            runner,
+        })
+    }
+
+    /// Hands what waits on the build queue to build-dispatch, as one Lambda batch.
+    pub async fn step_builds(&self) {
+        if let Some((event, messages)) = batch(&self.builds_queue, "builds.fifo") {
+            let response = build_dispatch::handle_batch(&self.dispatch, &event).await;
+            requeue(&self.builds_queue, messages, &response);
+        }
+    }
+
+    /// Hands build results (state-change events) to build-dispatch.
+    pub async fn step_events(&self) {
+        if let Some((event, messages)) = batch(&self.events_queue, "build-events") {
+            let response = build_dispatch::handle_batch(&self.dispatch, &event).await;
+            requeue(&self.events_queue, messages, &response);
+        }
+    }
+
+    /// Hands deploy requests to deploy-promotion.
+    pub async fn step_deploys(&self) {
+        if let Some((event, messages)) = batch(&self.deploys_queue, "deploys.fifo") {
+            let response = deploy_promotion::handle_batch(&self.promotion, &event).await;
+            requeue(&self.deploys_queue, messages, &response);
+        }
+    }
+
+    /// The notifications waiting for the notifier, without taking them.
+    pub fn pending_notifications(&self) -> Vec<Notification> {
+        self.notify_queue
+            .peek()
+            .iter()
+            .filter_map(|m| messages::decode(&m.body).ok())
+            .collect()
+    }
+
+    /// Hands notifications to the notifier (which prints console channels as it goes).
+    pub async fn step_notify(&self) {
+        if let Some((event, messages)) = batch(&self.notify_queue, "notifications") {
+            let response = notifier::handle_batch(&self.notifier, &event).await;
+            requeue(&self.notify_queue, messages, &response);
+        }
+    }
+
+    /// Serves `POST /github` and `POST /sentry` (and `/sentry/legacy?token=`) on `listener`.
+    pub fn serve(
+        self: &Arc<Self>,
+        listener: tokio::net::TcpListener,
+    ) -> tokio::task::JoinHandle<()> {
+        let stack = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let stack = stack.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| route(stack.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        })
+    }
+}
+
+async fn route(
+    stack: Arc<Stack>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let post = req.method() == hyper::Method::POST;
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let (status, message) = match (post, path.as_str()) {
+        (true, "/github") => {
+            let r = webhook_intake::handle_delivery(&stack.intake, &headers, &body).await;
+            (r.status, r.message)
+        }
+        (true, "/sentry") => {
+            let r = alert_forwarder::handle_integration(&stack.alerts, &headers, &body).await;
+            (r.status, r.message)
+        }
+        (true, "/sentry/legacy") => {
+            let token = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("token="))
+                .unwrap_or("")
+                .to_string();
+            let r = alert_forwarder::handle_legacy(&stack.alerts, &token, &body).await;
+            (r.status, r.message)
+        }
+        (false, "/github" | "/sentry" | "/sentry/legacy") => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST a webhook here".to_string(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "shipline serves POST /github and POST /sentry".to_string(),
+        ),
+    };
+    let body = serde_json::json!({ "message": message }).to_string();
+    Ok(Response::builder()
+        .status(status.as_u16())
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a static response builds"))
+}
+
+/// Takes what is waiting on a queue as the SQS event Lambda would deliver.
+fn batch(queue: &MemoryQueue, name: &str) -> Option<(SqsEvent, Vec<OutgoingMessage>)> {
+    let messages: Vec<OutgoingMessage> = queue.drain().into_iter().take(10).collect();
+    if messages.is_empty() {
+        return None;
+    }
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut attributes = serde_json::Map::new();
+            if let Some(g) = &m.group_id {
+                attributes.insert("MessageGroupId".into(), g.clone().into());
+            }
+            serde_json::json!({
+                "messageId": format!("{name}-{i}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos()),
+                "receiptHandle": format!("{name}-{i}"),
+                "body": m.body,
+                "attributes": attributes,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": format!("arn:aws:sqs:local:000000000000:{name}"),
+            })
+        })
+        .collect();
+    let event =
+        serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event");
+    Some((event, messages))
+}
+
+/// Failed messages go back on their queue, as SQS makes them visible again.
+fn requeue(
+    queue: &MemoryQueue,
+    messages: Vec<OutgoingMessage>,
+    response: &aws_lambda_events::sqs::SqsBatchResponse,
+) {
+    let failed: Vec<usize> = response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| {
+            f.item_identifier
+                .split('-')
+                .rev()
+                .nth(1)
+                .and_then(|i| i.parse().ok())
+        })
+        .collect();
+    for (i, message) in messages.into_iter().enumerate() {
+        if failed.contains(&i) {
+            queue.requeue(message);
+        }
+    }
+}

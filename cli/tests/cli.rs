@@ -1,0 +1,130 @@
+//! The `shipline` command as a person runs it.
+
+use std::process::Command;
+
+fn shipline(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shipline"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("shipline runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_demo_tells_the_whole_story_and_exits_0() {
+    let (code, out, err) = shipline(&["demo"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for step in [
+        "→ webhook push",
+        "202 queued",
+        "GitHub status pending",
+        "build started on the local runner",
+        "test checkout::pays_the_total ... ok",
+        "GitHub status success",
+        "GitHub deployment #1 success",
+        "released: production now runs",
+        "🟢 Live · demo/shop",
+        "✔ the story is complete",
+    ] {
+        assert!(out.contains(step), "missing `{step}` in:\n{out}");
+    }
+    let positions: Vec<usize> = [
+        "webhook push",
+        "build started",
+        "build succeeded",
+        "deploying to",
+        "released:",
+    ]
+    .iter()
+    .map(|s| out.find(s).unwrap_or_else(|| panic!("missing {s}")))
+    .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "the story is told in order:\n{out}"
+    );
+    assert_eq!(
+        out.matches("┌─ chat message #1").count(),
+        4,
+        "one message, posted then edited three times:\n{out}"
+    );
+}
+
+#[test]
+fn the_failing_demo_shows_the_failure_and_deploys_nothing() {
+    let (code, out, err) = shipline(&["demo", "--fail"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("GitHub status failure"), "{out}");
+    assert!(out.contains("expected 42, got 41"), "{out}");
+    assert!(out.contains("❌ Build failed"), "{out}");
+    assert!(!out.contains("deploying to"), "{out}");
+}
+
+#[test]
+fn config_check_names_the_line_of_a_broken_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shipline.yaml");
+    std::fs::write(
+        &file,
+        "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team, ops]\n",
+    )
+    .unwrap();
+    let (code, out, err) = shipline(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("defaults.notify at line 4"), "{err}");
+    std::fs::write(
+        &file,
+        "repos:\n  a/b:\n    codebuild_project: p\n    deploy_branch: x\n",
+    )
+    .unwrap();
+    let (code, _, err) = shipline(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("deploy_branch") && err.contains("line 4"),
+        "{err}"
+    );
+    std::fs::write(&file, "repos:\n  a/b:\n    codebuild_project: p\n").unwrap();
+    let (code, out, _) = shipline(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(
+        (
+            code,
+            out.trim_end()
+                .ends_with("1 repo(s), 0 channel(s), 0 Sentry project(s)")
+        ),
+        (0, true),
+        "{out}"
+    );
+}
+
+#[test]
+fn sign_prints_githubs_published_vector() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("body");
+    std::fs::write(&file, "Hello, World!").unwrap();
+    let (code, out, _) = Command::new(env!("CARGO_BIN_EXE_shipline"))
+        .args([
+            "sign",
+            "--secret-env",
+            "SHIPLINE_TEST_SECRET",
+            file.to_str().unwrap(),
+        ])
+        .env("SHIPLINE_TEST_SECRET", "It's a Secret to Everybody")
+        .output()
+        .map(|o| {
+            (
+                o.status.code().unwrap(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                (),
+            )
+        })
+        .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        "X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    );
+}

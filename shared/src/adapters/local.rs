@@ -1,0 +1,485 @@
+//! Embedded adapters for the local stack (`shipline demo`, `shipline serve`): a build runner
+//! that checks out the commit and runs the buildspec's phase commands, and a GitHub stand-in
+//! that reads a local git repository and prints what GitHub would show.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, Phase, StartBuild};
+use crate::github::client::{CommitStatus, DeploymentStatus, GitHubError, NewDeployment};
+use crate::ports::{GitHub, OutgoingMessage, Queue};
+
+/// The parts of a CodeBuild buildspec the local runner understands.
+#[derive(Debug, Deserialize)]
+struct Buildspec {
+    #[serde(default)]
+    env: BuildspecEnv,
+    #[serde(default)]
+    phases: BTreeMap<String, BuildspecPhase>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BuildspecEnv {
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default, rename = "exported-variables")]
+    exported: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct BuildspecPhase {
+    #[serde(default)]
+    commands: Vec<String>,
+}
+
+const PHASES: [(&str, &str); 4] = [
+    ("install", "INSTALL"),
+    ("pre_build", "PRE_BUILD"),
+    ("build", "BUILD"),
+    ("post_build", "POST_BUILD"),
+];
+
+/// Runs builds on this machine: `git worktree`-free checkout (a fresh clone of the local
+/// repository at the commit), then the buildspec's phases in one shell, in order, stopping at
+/// the first failing command. When a build ends, a CodeBuild-shaped state-change event goes to
+/// `events`, as EventBridge would deliver it.
+pub struct LocalBuildRunner {
+    /// Where each repo (`owner/name`) lives on this machine.
+    repos: BTreeMap<String, PathBuf>,
+    work: PathBuf,
+    events: Arc<dyn Queue>,
+    builds: Arc<Mutex<BTreeMap<String, BuildInfo>>>,
+    logs: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    next: Mutex<u64>,
+}
+
+impl LocalBuildRunner {
+    pub fn new(repos: BTreeMap<String, PathBuf>, work: PathBuf, events: Arc<dyn Queue>) -> Self {
+        Self {
+            repos,
+            work,
+            events,
+            builds: Arc::default(),
+            logs: Arc::default(),
+            next: Mutex::new(0),
+        }
+    }
+
+    /// The build started last.
+    pub fn latest_build(&self) -> Option<String> {
+        let n = *self.next.lock().unwrap();
+        self.builds
+            .lock()
+            .unwrap()
+            .keys()
+            .find(|id| id.ends_with(&format!(":local-{n}")))
+            .cloned()
+    }
+
+    /// The last `n` lines of a build's log.
+    pub fn log_tail(&self, build_id: &str, n: usize) -> Vec<String> {
+        let logs = self.logs.lock().unwrap();
+        let lines = logs.get(build_id).cloned().unwrap_or_default();
+        lines[lines.len().saturating_sub(n)..].to_vec()
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+async fn run_build(
+    repo_dir: PathBuf,
+    dir: PathBuf,
+    request: StartBuild,
+    id: String,
+    builds: Arc<Mutex<BTreeMap<String, BuildInfo>>>,
+    logs: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    events: Arc<dyn Queue>,
+) {
+    let log = |line: String| {
+        logs.lock()
+            .unwrap()
+            .entry(id.clone())
+            .or_default()
+            .push(line)
+    };
+    let mut phases = vec![Phase {
+        kind: "DOWNLOAD_SOURCE".into(),
+        status: Some("SUCCEEDED".into()),
+        context: vec![],
+    }];
+    let mut exported = BTreeMap::new();
+    let mut status = BuildStatus::Succeeded;
+
+    let checkout = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "git clone --quiet {} {} && cd {} && git -c advice.detachedHead=false checkout --quiet {}",
+            shell_quote(&repo_dir.display().to_string()),
+            shell_quote(&dir.display().to_string()),
+            shell_quote(&dir.display().to_string()),
+            shell_quote(&request.source_version)
+        ))
+        .output()
+        .await;
+    let spec = match checkout {
+        Ok(out) if out.status.success() => std::fs::read_to_string(dir.join("buildspec.yml"))
+            .map_err(|e| format!("YAML_FILE_ERROR: cannot read buildspec.yml: {e}"))
+            .and_then(|t| {
+                serde_saphyr::from_str::<Buildspec>(&t).map_err(|e| {
+                    // The first line says what and where; the rest is a source excerpt.
+                    format!(
+                        "YAML_FILE_ERROR: buildspec.yml {}",
+                        e.to_string()
+                            .lines()
+                            .next()
+                            .unwrap_or("")
+                            .trim_start_matches("error: ")
+                    )
+                })
+            }),
+        Ok(out) => Err(format!(
+            "CLIENT_ERROR: checkout failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("CLIENT_ERROR: cannot run git: {e}")),
+    };
+    match spec {
+        Err(reason) => {
+            phases[0].status = Some("FAILED".into());
+            phases[0].context = vec![reason.clone()];
+            log(reason);
+            status = BuildStatus::Failed;
+        }
+        Ok(spec) => {
+            // One shell for all phases, as CodeBuild keeps the environment across them.
+            let mut script = String::from("set -e\n");
+            for (name, value) in &spec.env.variables {
+                script.push_str(&format!("export {name}={}\n", shell_quote(value)));
+            }
+            for (key, kind) in PHASES {
+                if let Some(phase) = spec.phases.get(key) {
+                    script.push_str(&format!("echo '::phase {kind}'\n"));
+                    for command in &phase.commands {
+                        script.push_str(&format!(
+                            "echo {}\n{command}\n",
+                            shell_quote(&format!("$ {command}"))
+                        ));
+                    }
+                }
+            }
+            for name in &spec.env.exported {
+                script.push_str(&format!("echo \"::export {name}=${{{name}}}\"\n"));
+            }
+            let output = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .current_dir(&dir)
+                .envs(request.environment.iter().cloned())
+                .env("CODEBUILD_BUILD_ID", &id)
+                .env("CODEBUILD_RESOLVED_SOURCE_VERSION", &request.source_version)
+                .output()
+                .await;
+            let (ok, stdout, stderr) = match output {
+                Ok(o) => (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stdout).into_owned(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                ),
+                Err(e) => (false, String::new(), format!("cannot run sh: {e}")),
+            };
+            let mut current: Option<String> = None;
+            for line in stdout.lines() {
+                if let Some(kind) = line.strip_prefix("::phase ") {
+                    if let Some(done) = current.replace(kind.to_string()) {
+                        phases.push(Phase {
+                            kind: done,
+                            status: Some("SUCCEEDED".into()),
+                            context: vec![],
+                        });
+                    }
+                } else if let Some(pair) = line.strip_prefix("::export ") {
+                    if let Some((k, v)) = pair.split_once('=') {
+                        exported.insert(k.to_string(), v.to_string());
+                    }
+                } else {
+                    log(line.to_string());
+                }
+            }
+            for line in stderr.lines() {
+                log(line.to_string());
+            }
+            if let Some(last) = current {
+                if ok {
+                    phases.push(Phase {
+                        kind: last,
+                        status: Some("SUCCEEDED".into()),
+                        context: vec![],
+                    });
+                } else {
+                    let reason = stderr
+                        .lines()
+                        .last()
+                        .unwrap_or("a command failed")
+                        .to_string();
+                    phases.push(Phase {
+                        kind: last,
+                        status: Some("FAILED".into()),
+                        context: vec![format!("COMMAND_EXECUTION_ERROR: {reason}")],
+                    });
+                }
+            }
+            if !ok {
+                status = BuildStatus::Failed;
+                exported.clear();
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let info = {
+        let mut builds = builds.lock().unwrap();
+        let info = builds
+            .get_mut(&id)
+            .expect("the build was registered at start");
+        info.status = status;
+        info.phases = phases;
+        info.exported = exported;
+        info.current_phase = Some("COMPLETED".into());
+        info.clone()
+    };
+    let _ = events
+        .send(OutgoingMessage::new(state_change_event(&info).to_string()))
+        .await;
+}
+
+/// The EventBridge event CodeBuild would send for `build`.
+pub fn state_change_event(build: &BuildInfo) -> serde_json::Value {
+    json!({
+        "version": "0",
+        "id": format!("local-{}", build.id),
+        "detail-type": crate::codebuild::STATE_CHANGE,
+        "source": "aws.codebuild",
+        "account": "000000000000",
+        "time": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "region": "local",
+        "resources": [format!("arn:aws:codebuild:local:000000000000:build/{}", build.id)],
+        "detail": {
+            "build-status": build.status.as_str(),
+            "project-name": build.project,
+            "build-id": format!("arn:aws:codebuild:local:000000000000:build/{}", build.id),
+            "current-phase": build.current_phase,
+            "additional-information": {
+                "timeout-in-minutes": build.timeout_minutes,
+                "environment": {"environment-variables": build.environment.iter().map(|(k, v)| json!({"name": k, "value": v, "type": "PLAINTEXT"})).collect::<Vec<_>>()},
+                "phases": build.phases.iter().map(|p| json!({"phase-type": p.kind, "phase-status": p.status, "phase-context": p.context})).collect::<Vec<_>>(),
+            }
+        }
+    })
+}
+
+#[async_trait]
+impl Builds for LocalBuildRunner {
+    async fn start(&self, request: StartBuild) -> Result<BuildInfo, BuildsError> {
+        let repo = request
+            .environment
+            .iter()
+            .find(|(k, _)| k == "SHIPLINE_REPO")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let repo_dir = self
+            .repos
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(&repo))
+            .map(|(_, dir)| dir.clone())
+            .ok_or_else(|| BuildsError::Refused(format!("no local checkout of {repo}")))?;
+        let n = {
+            let mut next = self.next.lock().unwrap();
+            *next += 1;
+            *next
+        };
+        let id = format!("{}:local-{n}", request.project);
+        let info = BuildInfo {
+            id: id.clone(),
+            project: request.project.clone(),
+            status: BuildStatus::InProgress,
+            current_phase: Some("SUBMITTED".into()),
+            phases: vec![],
+            log_url: None,
+            environment: request.environment.iter().cloned().collect(),
+            exported: BTreeMap::new(),
+            timeout_minutes: Some(60),
+        };
+        self.builds.lock().unwrap().insert(id.clone(), info.clone());
+        let dir = self.work.join(format!("build-{n}"));
+        tokio::spawn(run_build(
+            repo_dir,
+            dir,
+            request,
+            id,
+            self.builds.clone(),
+            self.logs.clone(),
+            self.events.clone(),
+        ));
+        Ok(info)
+    }
+
+    async fn stop(&self, _build_id: &str) -> Result<(), BuildsError> {
+        // Local builds are short; a superseded one finishes and its result is ignored.
+        Ok(())
+    }
+
+    async fn get(&self, ids: &[String]) -> Result<Vec<BuildInfo>, BuildsError> {
+        let builds = self.builds.lock().unwrap();
+        Ok(ids
+            .iter()
+            .filter_map(|id| builds.get(id).cloned())
+            .collect())
+    }
+}
+
+/// GitHub as far as a local repository can answer it: branch heads and ancestry from git;
+/// statuses and deployments are reported through `report` (the demo prints them).
+pub struct LocalGitHub {
+    repos: BTreeMap<String, PathBuf>,
+    report: Box<dyn Fn(String) + Send + Sync>,
+    next_deployment: Mutex<u64>,
+}
+
+impl LocalGitHub {
+    pub fn new(
+        repos: BTreeMap<String, PathBuf>,
+        report: Box<dyn Fn(String) + Send + Sync>,
+    ) -> Self {
+        Self {
+            repos,
+            report,
+            next_deployment: Mutex::new(0),
+        }
+    }
+
+    fn dir(&self, repo: &str) -> Result<&Path, GitHubError> {
+        self.repos
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(repo))
+            .map(|(_, d)| d.as_path())
+            .ok_or_else(|| GitHubError::Rejected {
+                status: 404,
+                message: format!("no local checkout of {repo}"),
+            })
+    }
+
+    async fn git(&self, repo: &str, args: &[&str]) -> Result<(bool, String), GitHubError> {
+        let out = tokio::process::Command::new("git")
+            .args(args)
+            .current_dir(self.dir(repo)?)
+            .output()
+            .await
+            .map_err(|e| GitHubError::Unavailable(format!("cannot run git: {e}")))?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        ))
+    }
+}
+
+#[async_trait]
+impl GitHub for LocalGitHub {
+    async fn set_status(
+        &self,
+        _repo: &str,
+        sha: &str,
+        status: &CommitStatus,
+        _i: Option<u64>,
+    ) -> Result<(), GitHubError> {
+        let state = serde_json::to_value(status.state).unwrap_or_default();
+        let state = state.as_str().unwrap_or("?");
+        (self.report)(format!(
+            "GitHub status {state} on {}: {}",
+            crate::messages::short_sha(sha),
+            status.description
+        ));
+        Ok(())
+    }
+
+    async fn branch_head(
+        &self,
+        repo: &str,
+        branch: &str,
+        _i: Option<u64>,
+    ) -> Result<String, GitHubError> {
+        let (ok, sha) = self
+            .git(repo, &["rev-parse", &format!("refs/heads/{branch}")])
+            .await?;
+        if ok {
+            Ok(sha)
+        } else {
+            Err(GitHubError::Rejected {
+                status: 404,
+                message: format!("no branch {branch}"),
+            })
+        }
+    }
+
+    async fn compare(
+        &self,
+        repo: &str,
+        base: &str,
+        head: &str,
+        _i: Option<u64>,
+    ) -> Result<String, GitHubError> {
+        if base == head {
+            return Ok("identical".into());
+        }
+        let (behind, _) = self
+            .git(repo, &["merge-base", "--is-ancestor", head, base])
+            .await?;
+        let (ahead, _) = self
+            .git(repo, &["merge-base", "--is-ancestor", base, head])
+            .await?;
+        Ok(match (ahead, behind) {
+            (true, _) => "ahead",
+            (_, true) => "behind",
+            _ => "diverged",
+        }
+        .into())
+    }
+
+    async fn create_deployment(
+        &self,
+        _repo: &str,
+        d: &NewDeployment,
+        _i: Option<u64>,
+    ) -> Result<u64, GitHubError> {
+        let id = {
+            let mut n = self.next_deployment.lock().unwrap();
+            *n += 1;
+            *n
+        };
+        (self.report)(format!(
+            "GitHub deployment #{id} of {} to {}",
+            crate::messages::short_sha(&d.sha),
+            d.environment
+        ));
+        Ok(id)
+    }
+
+    async fn set_deployment_status(
+        &self,
+        _repo: &str,
+        id: u64,
+        status: &DeploymentStatus,
+        _i: Option<u64>,
+    ) -> Result<(), GitHubError> {
+        (self.report)(format!(
+            "GitHub deployment #{id} {}: {}",
+            status.state, status.description
+        ));
+        Ok(())
+    }
+}
