@@ -128,3 +128,11 @@ fn sign_prints_githubs_published_vector() {
         "X-Hub-Signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     );
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/shipline.yaml");
+    let (code, out, err) = shipline(&["config", "check", example]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("4 repo(s), 2 channel(s), 2 Sentry project(s)"), "{out}");
+}
