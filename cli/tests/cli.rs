@@ -134,5 +134,8 @@ fn the_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/shipline.yaml");
     let (code, out, err) = shipline(&["config", "check", example]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("4 repo(s), 2 channel(s), 2 Sentry project(s)"), "{out}");
+    assert!(
+        out.contains("4 repo(s), 2 channel(s), 2 Sentry project(s)"),
+        "{out}"
+    );
 }

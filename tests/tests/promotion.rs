@@ -1,0 +1,197 @@
+//! deploy-promotion end to end: deploy requests on a real FIFO queue and the live record in a
+//! real DynamoDB table (moto), Heroku and GitHub as local HTTP fakes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e::aws;
+use serde_json::json;
+use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
+use shared::adapters::dynamodb::DynamoStateStore;
+use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
+use shared::config::Config;
+use shared::deploy::{LiveRecord, live_key};
+use shared::github::client::{Auth, GitHubClient};
+use shared::messages::{self, DeployRequest, Notification, NotificationKind};
+use shared::ports::{StateStore, SystemClock};
+use shared::secrets::{SecretString, Secrets};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const NEW: &str = "2222222222222222222222222222222222222222";
+const OLD: &str = "1111111111111111111111111111111111111111";
+
+fn request(sha: &str, build: &str) -> DeployRequest {
+    DeployRequest {
+        v: 1,
+        repo: "pax-app/User".into(),
+        branch: "master".into(),
+        sha: sha.into(),
+        build_id: build.into(),
+        log_url: None,
+        target: "heroku:pax-user".into(),
+        environment: "production".into(),
+        artifacts: BTreeMap::from([(
+            "SHIPLINE_IMAGE_WEB".to_string(),
+            format!("sha256:{}", &sha[..8]),
+        )]),
+        delivery_id: format!("d-{build}"),
+        commit_message: None,
+        author: None,
+        installation_id: None,
+        requested_at: "2026-11-26T10:00:00Z".into(),
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run scripts/test"]
+async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
+    let sdk = aws::sdk_config().await;
+    let deploys_url = aws::create_fifo_queue(&sdk, &e2e::unique("deploys")).await;
+    let notify_url = aws::create_queue(&sdk, &e2e::unique("notifications")).await;
+    let table = e2e::unique("state");
+    aws::create_state_table(&sdk, &table).await;
+
+    let heroku = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/apps/pax-user/formation"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "2")
+                .set_body_json(json!({"id": "rate_limit", "message": "slow down"})),
+        )
+        .up_to_n_times(1)
+        .mount(&heroku)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/apps/pax-user/formation"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&heroku)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/apps/pax-user/releases"))
+        .respond_with(
+            ResponseTemplate::new(206)
+                .set_body_json(json!([{"id": "rel-43", "version": 43, "status": "succeeded"}])),
+        )
+        .mount(&heroku)
+        .await;
+    let github = MockServer::start().await;
+    Mock::given(path("/repos/pax-app/User/branches/master"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"commit": {"sha": NEW}})))
+        .mount(&github)
+        .await;
+    Mock::given(path("/repos/pax-app/User/deployments"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 5})))
+        .mount(&github)
+        .await;
+    Mock::given(path("/repos/pax-app/User/deployments/5/statuses"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
+        .mount(&github)
+        .await;
+
+    let http = reqwest::Client::new();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let state = Arc::new(DynamoStateStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &table,
+    ));
+    let deps = deploy_promotion::Deps {
+        config: Arc::new(
+            Config::from_yaml("channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\nrepos:\n  pax-app/User:\n    codebuild_project: pax-user\n    deploy:\n      - branch: master\n        heroku: { app: pax-user }\n")
+                .unwrap(),
+        ),
+        github: Arc::new(GitHubClient::new(http.clone(), github.uri(), Auth::Token(SecretString::new("ghp")))),
+        deployer: Arc::new(Targets {
+            heroku: Some(Arc::new(Heroku::new(http.clone(), &heroku.uri(), SecretString::new("key")))),
+            hook: Arc::new(Hook::new(http, Arc::new(Secrets::default()))),
+            command: Arc::new(Command),
+        }),
+        state: state.clone(),
+        notify: Arc::new(SqsQueue::new(sqs.clone(), &notify_url)),
+        redelivery: Arc::new(SqsRedelivery::new(sqs.clone())),
+        clock: Arc::new(SystemClock),
+        follow: deploy_promotion::Follow { interval: Duration::from_millis(10), budget: Duration::from_secs(2) },
+    };
+
+    let send = |r: DeployRequest| {
+        let sqs = sqs.clone();
+        let url = deploys_url.clone();
+        async move {
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(messages::encode(&r))
+                .message_group_id(&r.target)
+                .message_deduplication_id(&r.build_id)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let consume = || async {
+        let event = aws::receive_as_event(&sdk, &deploys_url).await;
+        let response = deploy_promotion::handle_batch(&deps, &event).await;
+        aws::settle_batch(&sdk, &deploys_url, &event, &response).await;
+        response.batch_item_failures.len()
+    };
+
+    send(request(NEW, "b-new")).await;
+    assert_eq!(
+        consume().await,
+        1,
+        "Heroku's 429 leaves the message for later"
+    );
+    // Its visibility timeout was set from Retry-After: hidden now, back after two seconds.
+    let event = aws::receive_as_event(&sdk, &deploys_url).await;
+    assert!(event.records.is_empty(), "delayed, not redelivered at once");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(consume().await, 0);
+
+    let live: LiveRecord = serde_json::from_value(
+        state
+            .get(&live_key("heroku:pax-user"), 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+    )
+    .unwrap();
+    assert_eq!(
+        (live.sha.as_str(), live.version.as_deref()),
+        (NEW, Some("v43"))
+    );
+
+    // A build of an older commit that finished late.
+    send(request(OLD, "b-old")).await;
+    assert_eq!(consume().await, 0);
+    let patches = heroku
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .count();
+    assert_eq!(
+        patches, 2,
+        "one rate-limited, one released; the late build released nothing"
+    );
+
+    let kinds: Vec<NotificationKind> = aws::drain_queue(&sdk, &notify_url)
+        .await
+        .iter()
+        .map(|m| {
+            messages::decode::<Notification>(m.body().unwrap())
+                .unwrap()
+                .kind
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::DeployStarted,
+            NotificationKind::DeploySucceeded,
+            NotificationKind::DeploySkipped
+        ]
+    );
+}
