@@ -139,3 +139,74 @@ fn the_example_config_is_valid() {
         "{out}"
     );
 }
+
+/// The sample events in examples/events are what the functions accept, so they cannot rot.
+mod sample_events {
+    use std::sync::Arc;
+
+    use shared::adapters::memory::{MemoryQueue, MemoryStateStore};
+    use shared::config::Config;
+    use shared::messages::{self, BuildRequest, DeployRequest, Notification};
+    use shared::ports::SystemClock;
+    use shared::secrets::SecretString;
+
+    fn read(name: &str) -> String {
+        std::fs::read_to_string(format!(
+            "{}/../examples/events/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    fn sqs_body(name: &str) -> String {
+        let event: serde_json::Value = serde_json::from_str(&read(name)).unwrap();
+        event["Records"][0]["body"].as_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn the_signed_http_events_are_accepted() {
+        let config = Arc::new(
+            Config::from_yaml("channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\nrepos:\n  Codertocat/Hello-World:\n    codebuild_project: hello\n").unwrap(),
+        );
+        let intake = webhook_intake::Deps {
+            config: config.clone(),
+            webhook_secret: SecretString::new("example-webhook-secret"),
+            builds: Arc::new(MemoryQueue::fifo()),
+            state: Arc::new(MemoryStateStore::new()),
+            clock: Arc::new(SystemClock),
+        };
+        let request = lambda_http::request::from_str(&read("webhook-intake-push.json")).unwrap();
+        assert_eq!(
+            webhook_intake::handle(&intake, request)
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+
+        let alerts = alert_forwarder::Deps {
+            config,
+            client_secret: Some(SecretString::new("example-sentry-secret")),
+            legacy_token: None,
+            notify: Arc::new(MemoryQueue::standard()),
+            state: Arc::new(MemoryStateStore::new()),
+            clock: Arc::new(SystemClock),
+        };
+        let request = lambda_http::request::from_str(&read("alert-forwarder-issue.json")).unwrap();
+        assert_eq!(
+            alert_forwarder::handle(&alerts, request)
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+    }
+
+    #[test]
+    fn the_queue_events_carry_valid_contracts() {
+        messages::decode::<BuildRequest>(&sqs_body("build-dispatch-build-request.json")).unwrap();
+        messages::decode::<DeployRequest>(&sqs_body("deploy-promotion-deploy-request.json"))
+            .unwrap();
+        messages::decode::<Notification>(&sqs_body("notifier-notification.json")).unwrap();
+    }
+}
