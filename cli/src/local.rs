@@ -14,12 +14,14 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use shared::adapters::chat::Console;
-use shared::adapters::deploy::{Command, Hook, Targets};
+use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
 use shared::adapters::local::{LocalBuildRunner, LocalGitHub};
 use shared::adapters::memory::{MemoryQueue, MemoryRedelivery, MemoryStateStore};
 use shared::config::{Channel, Config};
+use shared::deploy::Deployer;
+use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{self, Notification};
-use shared::ports::{ChatChannel, OutgoingMessage, SystemClock};
+use shared::ports::{ChatChannel, GitHub, OutgoingMessage, SystemClock};
 use shared::secrets::Secrets;
 
 pub struct Stack {
@@ -58,10 +60,24 @@ impl Stack {
             work,
             events_queue.clone(),
         ));
-        let github = Arc::new(LocalGitHub::new(repos, Box::new(report)));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
+        // Real GitHub and Heroku when their credentials are given; otherwise the local
+        // stand-ins (git for GitHub's answers, commands for production).
+        let github: Arc<dyn GitHub> = match Auth::from_secrets(&secrets) {
+            Ok(auth) => {
+                let base = std::env::var("GITHUB_API_URL")
+                    .unwrap_or_else(|_| shared::github::client::PUBLIC_API.into());
+                Arc::new(GitHubClient::new(http.clone(), base, auth))
+            }
+            Err(_) => Arc::new(LocalGitHub::new(repos.clone(), Box::new(report))),
+        };
+        let heroku: Option<Arc<dyn Deployer>> = secrets.get("heroku_api_key").map(|key| {
+            let base = std::env::var("HEROKU_API_URL")
+                .unwrap_or_else(|_| shared::adapters::deploy::HEROKU_PUBLIC_API.into());
+            Arc::new(Heroku::new(http.clone(), &base, key.clone())) as Arc<dyn Deployer>
+        });
         let mut channels: std::collections::HashMap<String, Arc<dyn ChatChannel>> =
             Default::default();
         let console: Arc<dyn ChatChannel> = Arc::new(Console::stdout());
@@ -102,7 +118,7 @@ impl Stack {
                 config: config.clone(),
                 github: github.clone(),
                 deployer: Arc::new(Targets {
-                    heroku: None,
+                    heroku,
                     hook: Arc::new(Hook::new(http.clone(), secrets.clone())),
                     command: Arc::new(Command),
                 }),
@@ -167,6 +183,22 @@ impl Stack {
             .iter()
             .filter_map(|m| messages::decode(&m.body).ok())
             .collect()
+    }
+
+    /// Whether anything waits on any queue.
+    pub fn idle(&self) -> bool {
+        self.builds_queue.is_empty()
+            && self.events_queue.is_empty()
+            && self.deploys_queue.is_empty()
+            && self.notify_queue.is_empty()
+    }
+
+    /// Every consumer once, in the pipeline's order.
+    pub async fn pump(&self) {
+        self.step_builds().await;
+        self.step_events().await;
+        self.step_deploys().await;
+        self.step_notify().await;
     }
 
     /// Hands notifications to the notifier (which prints console channels as it goes).

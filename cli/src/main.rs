@@ -2,6 +2,7 @@
 
 mod demo;
 mod local;
+mod serve;
 mod ui;
 
 use std::io::Read;
@@ -23,7 +24,7 @@ const INVALID_CONFIG: u8 = 3;
     name = "shipline",
     version,
     about = "Continuous deploy and production monitoring, serverless.",
-    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\""
+    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\""
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +39,21 @@ enum Command {
         /// Show a failing build instead.
         #[arg(long)]
         fail: bool,
+    },
+    /// Run the pipeline as a long-running local server for real webhooks (POST /github,
+    /// POST /sentry): embedded queues, state and build runner; real GitHub, Heroku and chat
+    /// adapters when their secrets are given. Ctrl-C finishes in-flight messages, then exits.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+        /// The secrets as a JSON object (github_webhook_secret at least).
+        #[arg(long)]
+        secrets: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// A local checkout the build runner builds from, as owner/name=PATH (repeat per repo).
+        #[arg(long = "repo", value_name = "OWNER/NAME=PATH")]
+        repos: Vec<String>,
     },
     /// Check or store the pipeline config.
     #[command(subcommand)]
@@ -115,6 +131,12 @@ async fn main() -> ExitCode {
     let ui = Arc::new(Ui::new());
     let result = match cli.command {
         Command::Demo { fail } => demo::run(fail, ui.clone()).await,
+        Command::Serve {
+            config,
+            secrets,
+            listen,
+            repos,
+        } => serve::run(&config, &secrets, listen, &repos, ui.clone()).await,
         Command::Config(ConfigCommand::Check { file, secrets }) => {
             return config_check(&file, secrets.as_deref(), &ui);
         }

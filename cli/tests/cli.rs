@@ -210,3 +210,122 @@ mod sample_events {
         messages::decode::<Notification>(&sqs_body("notifier-notification.json")).unwrap();
     }
 }
+
+#[tokio::test]
+async fn serve_builds_a_real_webhook_and_stops_gracefully() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("app");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let ok = Command::new("git")
+            .args([
+                "-c",
+                "user.name=T",
+                "-c",
+                "user.email=t@example.com",
+                "-c",
+                "commit.gpgsign=false",
+            ])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "git {args:?}");
+    };
+    git(&["init", "--quiet", "--initial-branch=master"]);
+    std::fs::write(
+        repo.join("buildspec.yml"),
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n",
+    )
+    .unwrap();
+    git(&["add", "."]);
+    git(&["commit", "--quiet", "-m", "First"]);
+    let sha = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(&repo)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let config = dir.path().join("shipline.yaml");
+    std::fs::write(&config, "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\nrepos:\n  acme/app:\n    codebuild_project: app\n").unwrap();
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"github_webhook_secret": "serve-secret"}"#).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipline"))
+        .args([
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--secrets",
+            secrets.to_str().unwrap(),
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--repo",
+            &format!("acme/app={}", repo.display()),
+        ])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    while !seen.contains("listening on") {
+        seen.push_str(&lines.next_line().await.unwrap().unwrap());
+    }
+    let body = serde_json::json!({
+        "ref": "refs/heads/master", "before": "0000000000000000000000000000000000000000", "after": sha,
+        "compare": "https://github.com/acme/app/compare/x", "head_commit": {"id": sha, "message": "First"},
+        "pusher": {"name": "t"}, "repository": {"full_name": "acme/app"}
+    })
+    .to_string();
+    let response = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "serve-1")
+        .header(
+            "x-hub-signature-256",
+            shared::github::webhook::sign(b"serve-secret", body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !seen.contains("✅ Build passed") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no build result:\n{seen}"
+        );
+        seen.push_str(&lines.next_line().await.unwrap().unwrap());
+        seen.push('\n');
+    }
+    // SIGINT, as Ctrl-C sends it.
+    Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    while let Ok(Some(line)) = lines.next_line().await {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    assert!(child.wait().await.unwrap().success(), "{seen}");
+    assert!(seen.contains("stopped; nothing left in flight"), "{seen}");
+}
