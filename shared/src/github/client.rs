@@ -198,8 +198,20 @@ impl GitHubClient {
                 installations,
             } => (app_id, key, tokens, installations),
         };
-        let jwt = SecretString::new(Self::app_jwt(app_id, key)?);
+        let cached = |id: u64| {
+            tokens
+                .lock()
+                .unwrap()
+                .get(&id)
+                .filter(|(_, expires)| *expires - 300 > now())
+                .map(|(token, _)| token.clone())
+        };
         let known = installation.or_else(|| installations.lock().unwrap().get(repo).copied());
+        // A cached installation token needs no JWT: signing one is an RSA operation per call.
+        if let Some(token) = known.and_then(cached) {
+            return Ok(token);
+        }
+        let jwt = SecretString::new(Self::app_jwt(app_id, key)?);
         let installation = match known {
             Some(id) => id,
             None => {
@@ -222,10 +234,8 @@ impl GitHubClient {
                 found.id
             }
         };
-        if let Some((token, expires)) = tokens.lock().unwrap().get(&installation)
-            && *expires - 300 > now()
-        {
-            return Ok(token.clone());
+        if let Some(token) = cached(installation) {
+            return Ok(token);
         }
         #[derive(Deserialize)]
         struct AccessToken {
