@@ -281,33 +281,23 @@ async fn route(
         .expect("a static response builds"))
 }
 
-/// Takes what is waiting on a queue as the SQS event Lambda would deliver.
+/// Takes what is waiting on a queue (ten at most) as the SQS event Lambda would deliver.
 fn batch(queue: &MemoryQueue, name: &str) -> Option<(SqsEvent, Vec<OutgoingMessage>)> {
-    let messages: Vec<OutgoingMessage> = queue.drain().into_iter().take(10).collect();
-    if messages.is_empty() {
+    let mut waiting = queue.drain();
+    let rest = waiting.split_off(waiting.len().min(10));
+    for message in rest {
+        queue.requeue(message);
+    }
+    if waiting.is_empty() {
         return None;
     }
-    let records: Vec<serde_json::Value> = messages
+    let records: Vec<(&str, Option<&str>)> = waiting
         .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let mut attributes = serde_json::Map::new();
-            if let Some(g) = &m.group_id {
-                attributes.insert("MessageGroupId".into(), g.clone().into());
-            }
-            serde_json::json!({
-                "messageId": format!("{name}-{i}-{}", time::OffsetDateTime::now_utc().unix_timestamp_nanos()),
-                "receiptHandle": format!("{name}-{i}"),
-                "body": m.body,
-                "attributes": attributes,
-                "eventSource": "aws:sqs",
-                "eventSourceARN": format!("arn:aws:sqs:local:000000000000:{name}"),
-            })
-        })
+        .map(|m| (m.body.as_str(), m.group_id.as_deref()))
         .collect();
     let event =
-        serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event");
-    Some((event, messages))
+        shared::batch::sqs_event(&format!("arn:aws:sqs:local:000000000000:{name}"), &records);
+    Some((event, waiting))
 }
 
 /// Failed messages go back on their queue, as SQS makes them visible again.
@@ -316,16 +306,11 @@ fn requeue(
     messages: Vec<OutgoingMessage>,
     response: &aws_lambda_events::sqs::SqsBatchResponse,
 ) {
+    // `sqs_event` numbers the messages `m-<index>`.
     let failed: Vec<usize> = response
         .batch_item_failures
         .iter()
-        .filter_map(|f| {
-            f.item_identifier
-                .split('-')
-                .rev()
-                .nth(1)
-                .and_then(|i| i.parse().ok())
-        })
+        .filter_map(|f| f.item_identifier.strip_prefix("m-")?.parse().ok())
         .collect();
     for (i, message) in messages.into_iter().enumerate() {
         if failed.contains(&i) {

@@ -12,6 +12,34 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::ports::{OutgoingMessage, Queue, Redelivery};
 
+/// An SQS event as Lambda's event source mapping delivers it: one record per `(body, message
+/// group)`, with message ids `m-0`, `m-1`, … and receipt handles `r-0`, `r-1`, …. The local
+/// stack hands its in-memory queues to the handlers this way, and tests build batches with it.
+pub fn sqs_event(source_arn: &str, messages: &[(&str, Option<&str>)]) -> SqsEvent {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, (body, group))| {
+            let mut attributes = serde_json::Map::new();
+            attributes.insert("ApproximateReceiveCount".into(), "1".into());
+            if let Some(g) = group {
+                attributes.insert("MessageGroupId".into(), (*g).into());
+            }
+            serde_json::json!({
+                "messageId": format!("m-{i}"),
+                "receiptHandle": format!("r-{i}"),
+                "body": body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": source_arn,
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records }))
+        .expect("a well-formed SQS event")
+}
+
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::SqsEvent;
 use build_dispatch::{Deps, handle_batch, sweep};
 use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
@@ -207,23 +207,13 @@ fn pull_request(delivery: &str, repo: &str, fork: bool) -> BuildRequest {
 }
 
 fn sqs(bodies: &[String]) -> SqsEvent {
-    let template: SqsEvent =
-        serde_json::from_str(include_str!("../testdata/sqs-event-fifo.json")).unwrap();
-    let mut event = template.clone();
-    event.records = bodies
+    let groups: Vec<String> = (0..bodies.len()).map(|i| format!("g-{i}")).collect();
+    let messages: Vec<(&str, Option<&str>)> = bodies
         .iter()
-        .enumerate()
-        .map(|(i, body)| {
-            let mut m: SqsMessage = template.records[0].clone();
-            m.message_id = Some(format!("m-{i}"));
-            m.receipt_handle = Some(format!("r-{i}"));
-            m.body = Some(body.clone());
-            m.attributes
-                .insert("MessageGroupId".into(), format!("g-{i}"));
-            m
-        })
+        .zip(&groups)
+        .map(|(b, g)| (b.as_str(), (!g.is_empty()).then_some(g.as_str())))
         .collect();
-    event
+    shared::batch::sqs_event("arn:aws:sqs:us-east-1:123456789012:builds.fifo", &messages)
 }
 
 /// A CodeBuild state-change event for a build, from the published fixture.

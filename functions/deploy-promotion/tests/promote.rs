@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::SqsEvent;
 use deploy_promotion::{Deps, Follow, LiveRecord, handle_batch, live_key};
 use serde_json::{Value, json};
 use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
@@ -213,21 +213,18 @@ fn request(sha: &str) -> DeployRequest {
 }
 
 fn sqs(bodies: &[String]) -> SqsEvent {
-    let template: SqsEvent =
-        serde_json::from_str(include_str!("../testdata/sqs-event-fifo.json")).unwrap();
-    let mut event = template.clone();
-    event.records = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, body)| {
-            let mut m: SqsMessage = template.records[0].clone();
-            m.message_id = Some(format!("m-{i}"));
-            m.receipt_handle = Some(format!("r-{i}"));
-            m.body = Some(body.clone());
-            m
+    let groups: Vec<String> = (0..bodies.len())
+        .map(|i| {
+            let _ = i;
+            "heroku:pax-user".to_string()
         })
         .collect();
-    event
+    let messages: Vec<(&str, Option<&str>)> = bodies
+        .iter()
+        .zip(&groups)
+        .map(|(b, g)| (b.as_str(), (!g.is_empty()).then_some(g.as_str())))
+        .collect();
+    shared::batch::sqs_event("arn:aws:sqs:us-east-1:123456789012:deploys.fifo", &messages)
 }
 
 async fn run(h: &Harness, body: String) -> Vec<String> {
