@@ -87,6 +87,9 @@ enum Command {
         /// The deploy queue's URL (the stack output DeployQueueUrl).
         #[arg(long, env = "DEPLOY_QUEUE_URL")]
         queue: String,
+        /// Print the queued request as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -98,6 +101,9 @@ enum ConfigCommand {
         /// Also check that every secret it names is in this JSON file.
         #[arg(long)]
         secrets: Option<PathBuf>,
+        /// Print one JSON object: ok, error, and the counts and projects when valid.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate, then store in SSM (advanced tier when over 4 KB).
     Push {
@@ -122,6 +128,9 @@ enum DlqCommand {
         /// The queue to move them to.
         #[arg(long)]
         to: String,
+        /// Print the count moved as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -137,8 +146,12 @@ async fn main() -> ExitCode {
             listen,
             repos,
         } => serve::run(&config, &secrets, listen, &repos, ui.clone()).await,
-        Command::Config(ConfigCommand::Check { file, secrets }) => {
-            return config_check(&file, secrets.as_deref(), &ui);
+        Command::Config(ConfigCommand::Check {
+            file,
+            secrets,
+            json,
+        }) => {
+            return config_check(&file, secrets.as_deref(), json, &ui);
         }
         Command::Config(ConfigCommand::Push { file, param }) => {
             config_push(&file, &param, &ui).await
@@ -150,14 +163,17 @@ async fn main() -> ExitCode {
             file,
         } => sign(secret, secret_env, sentry, &file),
         Command::Dlq(DlqCommand::List { queue_url, json }) => dlq_list(&queue_url, json).await,
-        Command::Dlq(DlqCommand::Redrive { queue_url, to }) => {
-            dlq_redrive(&queue_url, &to, &ui).await
-        }
+        Command::Dlq(DlqCommand::Redrive {
+            queue_url,
+            to,
+            json,
+        }) => dlq_redrive(&queue_url, &to, json, &ui).await,
         Command::Rollback {
             target,
             release,
             queue,
-        } => rollback(&target, release, &queue, &ui).await,
+            json,
+        } => rollback(&target, release, &queue, json, &ui).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,30 +190,65 @@ fn load_config(file: &std::path::Path) -> Result<Config, String> {
     Config::from_yaml(&text).map_err(|e| format!("{}: {e}", file.display()))
 }
 
-fn config_check(file: &std::path::Path, secrets: Option<&std::path::Path>, ui: &Ui) -> ExitCode {
-    let config = match load_config(file) {
+/// More projects than the template's role can name (see `RunTheListedProjects` there).
+const MAX_CODEBUILD_PROJECTS: usize = 16;
+
+fn config_check(
+    file: &std::path::Path,
+    secrets: Option<&std::path::Path>,
+    json: bool,
+    ui: &Ui,
+) -> ExitCode {
+    let checked = load_config(file).and_then(|config| {
+        if let Some(path) = secrets {
+            shared::secrets::Secrets::from_file(path)
+                .map_err(|e| e.to_string())
+                .and_then(|s| config.check_secrets(&s).map_err(|e| e.to_string()))
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        Ok(config)
+    });
+    let config = match checked {
         Ok(c) => c,
         Err(e) => {
-            ui.error(&e);
+            if json {
+                println!("{}", serde_json::json!({"ok": false, "error": e}));
+            } else {
+                ui.error(&e);
+            }
             return ExitCode::from(INVALID_CONFIG);
         }
     };
-    if let Some(path) = secrets {
-        let checked = shared::secrets::Secrets::from_file(path)
-            .map_err(|e| e.to_string())
-            .and_then(|s| config.check_secrets(&s).map_err(|e| e.to_string()));
-        if let Err(e) = checked {
-            ui.error(&format!("{}: {e}", file.display()));
-            return ExitCode::from(INVALID_CONFIG);
-        }
+    let projects = config.codebuild_projects();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "ok": true,
+                "repos": config.repos.len(),
+                "channels": config.channels.len(),
+                "sentry_projects": config.sentry.projects.len(),
+                "codebuild_projects": projects,
+            })
+        );
+    } else {
+        ui.done(&format!(
+            "{}: {} repo(s), {} channel(s), {} Sentry project(s)",
+            file.display(),
+            config.repos.len(),
+            config.channels.len(),
+            config.sentry.projects.len()
+        ));
+        ui.step(&format!("CodeBuildProjects={}", projects.join(",")));
     }
-    ui.done(&format!(
-        "{}: {} repo(s), {} channel(s), {} Sentry project(s)",
-        file.display(),
-        config.repos.len(),
-        config.channels.len(),
-        config.sentry.projects.len()
-    ));
+    if projects.len() > MAX_CODEBUILD_PROJECTS {
+        ui.error(&format!(
+            "{} CodeBuild projects: the stack's role names at most {MAX_CODEBUILD_PROJECTS}; \
+             share projects between repos or widen RunTheListedProjects in template.yaml",
+            projects.len()
+        ));
+        return ExitCode::from(INVALID_CONFIG);
+    }
     ExitCode::SUCCESS
 }
 
@@ -324,7 +375,7 @@ async fn dlq_list(queue_url: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn dlq_redrive(queue_url: &str, to: &str, ui: &Ui) -> anyhow::Result<()> {
+async fn dlq_redrive(queue_url: &str, to: &str, json: bool, ui: &Ui) -> anyhow::Result<()> {
     let client = sqs().await;
     let fifo = to.ends_with(".fifo");
     let mut moved = 0usize;
@@ -370,6 +421,13 @@ async fn dlq_redrive(queue_url: &str, to: &str, ui: &Ui) -> anyhow::Result<()> {
             moved += 1;
         }
     }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"moved": moved, "from": queue_url, "to": to})
+        );
+        return Ok(());
+    }
     ui.done(&format!(
         "moved {moved} message(s) from {queue_url} to {to}"
     ));
@@ -380,6 +438,7 @@ async fn rollback(
     target: &str,
     release: Option<String>,
     queue: &str,
+    json: bool,
     ui: &Ui,
 ) -> anyhow::Result<()> {
     let request = shared::messages::RollbackRequest {
@@ -404,8 +463,12 @@ async fn rollback(
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
-    ui.done(&format!(
-        "rollback of {target} queued; the chat will say when it is live"
-    ));
+    if json {
+        println!("{}", shared::messages::encode(&request));
+    } else {
+        ui.done(&format!(
+            "rollback of {target} queued; the chat will say when it is live"
+        ));
+    }
     Ok(())
 }

@@ -89,15 +89,50 @@ fn config_check_names_the_line_of_a_broken_config() {
     );
     std::fs::write(&file, "repos:\n  a/b:\n    codebuild_project: p\n").unwrap();
     let (code, out, _) = shipline(&["config", "check", file.to_str().unwrap()]);
-    assert_eq!(
-        (
-            code,
-            out.trim_end()
-                .ends_with("1 repo(s), 0 channel(s), 0 Sentry project(s)")
-        ),
-        (0, true),
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1 repo(s), 0 channel(s), 0 Sentry project(s)")
+            && out.trim_end().ends_with("CodeBuildProjects=p"),
         "{out}"
     );
+}
+
+#[test]
+fn config_check_speaks_json_to_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shipline.yaml");
+    std::fs::write(&file, "repos:\n  a/b:\n    codebuild_project: p\n    fork_codebuild_project: p-forks\n  a/c:\n    codebuild_project: p\n").unwrap();
+    let (code, out, err) = shipline(&["config", "check", "--json", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({"ok": true, "repos": 2, "channels": 0, "sentry_projects": 0,
+            "codebuild_projects": ["p", "p-forks"]})
+    );
+
+    std::fs::write(&file, "repos:\n  a/b:\n    codebuild_projec: p\n").unwrap();
+    let (code, out, _) = shipline(&["config", "check", "--json", file.to_str().unwrap()]);
+    assert_eq!(code, 3);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], false);
+    assert!(
+        report["error"].as_str().unwrap().contains("line 3"),
+        "{out}"
+    );
+}
+
+#[test]
+fn config_check_refuses_more_projects_than_the_stack_can_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shipline.yaml");
+    let repos: String = (0..17)
+        .map(|i| format!("  a/r{i}:\n    codebuild_project: p{i}\n"))
+        .collect();
+    std::fs::write(&file, format!("repos:\n{repos}")).unwrap();
+    let (code, _, err) = shipline(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 3);
+    assert!(err.contains("17 CodeBuild projects"), "{err}");
 }
 
 #[test]

@@ -462,6 +462,22 @@ impl Config {
         Ok(())
     }
 
+    /// Every CodeBuild project the config names (fork projects included), sorted and once each:
+    /// the stack's `CodeBuildProjects` parameter.
+    pub fn codebuild_projects(&self) -> Vec<&str> {
+        let mut projects: Vec<&str> = self
+            .repos
+            .values()
+            .flat_map(|r| {
+                std::iter::once(r.codebuild_project.as_str())
+                    .chain(r.fork_codebuild_project.as_deref())
+            })
+            .collect();
+        projects.sort_unstable();
+        projects.dedup();
+        projects
+    }
+
     pub fn repo(&self, full_name: &str) -> Option<&Repo> {
         self.repos.get(full_name).or_else(|| {
             // GitHub treats owner and name case-insensitively.
