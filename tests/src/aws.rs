@@ -303,3 +303,65 @@ pub async fn create_codebuild_project(config: &aws_config::SdkConfig, name: &str
         .await
         .expect("create CodeBuild project on moto");
 }
+
+/// A queue as the stack makes it: a dead-letter queue of the same kind behind it after
+/// `max_receives` receives, and a short visibility timeout so that a failed message comes
+/// back within the test. Returns the queue's URL and its DLQ's.
+pub async fn create_queue_with_dlq(
+    config: &aws_config::SdkConfig,
+    name: &str,
+    fifo: bool,
+    max_receives: u32,
+) -> (String, String) {
+    let client = aws_sdk_sqs::Client::new(config);
+    let create = |name: String| {
+        let mut request = client.create_queue();
+        if fifo {
+            request = request
+                .queue_name(format!("{name}.fifo"))
+                .attributes(QueueAttributeName::FifoQueue, "true");
+        } else {
+            request = request.queue_name(name);
+        }
+        request
+    };
+    let dlq_url = create(format!("{name}-dlq"))
+        .send()
+        .await
+        .expect("create DLQ on moto")
+        .queue_url
+        .unwrap();
+    let dlq_arn = queue_arn(config, &dlq_url).await;
+    let url = create(name.to_string())
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("create queue on moto")
+        .queue_url
+        .unwrap();
+    (url, dlq_url)
+}
+
+/// Messages on a queue: visible, in flight and delayed together.
+pub async fn queue_depth(config: &aws_config::SdkConfig, url: &str) -> u64 {
+    let attributes = aws_sdk_sqs::Client::new(config)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .expect("queue attributes on moto")
+        .attributes
+        .unwrap_or_default();
+    attributes
+        .values()
+        .map(|v| v.parse::<u64>().unwrap_or(0))
+        .sum()
+}

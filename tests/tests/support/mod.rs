@@ -1,0 +1,682 @@
+//! The pipeline wired as the stack wires it, for the end-to-end and fault-injection tests:
+//! the five handlers unchanged, real queues (each with its dead-letter queue) and the state
+//! table on moto, and local fakes for CodeBuild's JSON API, GitHub, Heroku and Telegram that
+//! keep a record of what they answered and can fail a share of calls on purpose.
+//!
+//! Each queue goes to its consumer as an event source mapping would: up to ten messages as one
+//! SQS event, the failed ones left for their visibility timeout, the rest deleted.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use e2e::aws;
+use serde_json::{Value, json};
+use shared::adapters::codebuild::CodeBuild;
+use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
+use shared::adapters::dynamodb::DynamoStateStore;
+use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
+use shared::config::Config;
+use shared::github::client::{Auth, GitHubClient};
+use shared::ports::SystemClock;
+use shared::secrets::{SecretString, Secrets};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub const WEBHOOK_SECRET: &str = "pipeline webhook secret";
+pub const SENTRY_SECRET: &str = "pipeline sentry secret";
+pub const BOT: &str = "42:tok";
+/// How long the adapters wait for an answer here: a fake's "timeout" answers after twice this.
+pub const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Which calls a fake fails, by its call counter: deterministic, so a run can be repeated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Every n-th call answers 500.
+    pub server_error_every: u64,
+    /// Every n-th call answers 429 with `Retry-After: 1`.
+    pub rate_limit_every: u64,
+    /// Every n-th call answers only after the client has given up.
+    pub timeout_every: u64,
+}
+
+impl Faults {
+    pub const NONE: Faults = Faults {
+        server_error_every: 0,
+        rate_limit_every: 0,
+        timeout_every: 0,
+    };
+
+    fn hits(every: u64, n: u64, offset: u64) -> bool {
+        every > 0 && n % every == offset % every
+    }
+}
+
+/// One call a fake answered with success.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub path: String,
+    pub body: Value,
+}
+
+/// What a fake did: the calls it answered with success, and the faults it injected.
+#[derive(Default)]
+pub struct Record {
+    pub ok: Vec<Call>,
+    pub server_errors: u64,
+    pub rate_limited: u64,
+    pub timed_out: u64,
+}
+
+type Route = dyn Fn(&Request, u64) -> ResponseTemplate + Send + Sync;
+
+/// A fake service: `route` answers a call (given its sequence number); `faults` replaces some
+/// answers with failures before the route sees them, so a failed call changed nothing.
+pub struct Fake {
+    pub server: MockServer,
+    pub record: Arc<Mutex<Record>>,
+}
+
+struct Responder {
+    route: Box<Route>,
+    faults: Faults,
+    /// Faults answer 429 in the service's own way.
+    rate_limit: ResponseTemplate,
+    calls: AtomicU64,
+    record: Arc<Mutex<Record>>,
+}
+
+impl Respond for Responder {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        let f = self.faults;
+        let mut record = self.record.lock().unwrap();
+        if Faults::hits(f.timeout_every, n, 5) {
+            record.timed_out += 1;
+            return ResponseTemplate::new(504).set_delay(HTTP_TIMEOUT * 2);
+        }
+        if Faults::hits(f.server_error_every, n, 3) {
+            record.server_errors += 1;
+            return ResponseTemplate::new(500).set_body_string("injected");
+        }
+        if Faults::hits(f.rate_limit_every, n, 1) {
+            record.rate_limited += 1;
+            return self.rate_limit.clone();
+        }
+        let answer = (self.route)(request, n);
+        record.ok.push(Call {
+            method: request.method.to_string(),
+            path: request.url.path().to_string(),
+            body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
+        });
+        answer
+    }
+}
+
+impl Fake {
+    async fn start(
+        faults: Faults,
+        rate_limit: ResponseTemplate,
+        route: impl Fn(&Request, u64) -> ResponseTemplate + Send + Sync + 'static,
+    ) -> Self {
+        let server = MockServer::start().await;
+        let record = Arc::new(Mutex::new(Record::default()));
+        Mock::given(wiremock::matchers::any())
+            .respond_with(Responder {
+                route: Box::new(route),
+                faults,
+                rate_limit,
+                calls: AtomicU64::new(0),
+                record: record.clone(),
+            })
+            .mount(&server)
+            .await;
+        Self { server, record }
+    }
+
+    /// The successful calls of `method` whose path contains `fragment`.
+    pub fn calls(&self, method: &str, fragment: &str) -> Vec<Call> {
+        self.record
+            .lock()
+            .unwrap()
+            .ok
+            .iter()
+            .filter(|c| c.method == method && c.path.contains(fragment))
+            .cloned()
+            .collect()
+    }
+
+    pub fn faults(&self) -> (u64, u64, u64) {
+        let r = self.record.lock().unwrap();
+        (r.server_errors, r.rate_limited, r.timed_out)
+    }
+}
+
+/// GitHub: statuses, branch heads (what the test says master points at), deployments.
+pub async fn github(faults: Faults, heads: Arc<Mutex<HashMap<String, String>>>) -> Fake {
+    let rate_limit = ResponseTemplate::new(429)
+        .insert_header("retry-after", "1")
+        .set_body_json(json!({"message": "You have exceeded a secondary rate limit."}));
+    Fake::start(faults, rate_limit, move |request, n| {
+        let path = request.url.path();
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (request.method.as_str(), parts.as_slice()) {
+            ("POST", ["repos", _, _, "statuses", _]) => {
+                ResponseTemplate::new(201).set_body_json(json!({"id": n}))
+            }
+            ("GET", ["repos", owner, name, "branches", branch]) => {
+                match heads
+                    .lock()
+                    .unwrap()
+                    .get(&format!("{owner}/{name}@{branch}"))
+                {
+                    Some(sha) => {
+                        ResponseTemplate::new(200).set_body_json(json!({"commit": {"sha": sha}}))
+                    }
+                    None => ResponseTemplate::new(404)
+                        .set_body_json(json!({"message": "Branch not found"})),
+                }
+            }
+            ("POST", ["repos", _, _, "deployments"]) => {
+                ResponseTemplate::new(201).set_body_json(json!({"id": n}))
+            }
+            ("POST", ["repos", _, _, "deployments", _, "statuses"]) => {
+                ResponseTemplate::new(201).set_body_json(json!({"id": n}))
+            }
+            _ => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
+        }
+    })
+    .await
+}
+
+/// Heroku: a formation update makes a release that has succeeded by the time it is read.
+pub async fn heroku(faults: Faults) -> Fake {
+    let rate_limit = ResponseTemplate::new(429)
+        .insert_header("retry-after", "1")
+        .set_body_json(
+            json!({"id": "rate_limit", "message": "Your account reached the API rate limit"}),
+        );
+    Fake::start(faults, rate_limit, |request, _| {
+        let parts: Vec<&str> = request
+            .url
+            .path()
+            .trim_start_matches('/')
+            .split('/')
+            .collect();
+        match (request.method.as_str(), parts.as_slice()) {
+            ("PATCH", ["apps", _, "formation"]) => {
+                ResponseTemplate::new(200).set_body_json(json!([]))
+            }
+            ("GET", ["apps", app, "releases"]) => ResponseTemplate::new(206).set_body_json(json!([
+                {"id": format!("rel-{app}"), "version": 9, "status": "succeeded"}
+            ])),
+            _ => ResponseTemplate::new(404).set_body_json(json!({"id": "not_found"})),
+        }
+    })
+    .await
+}
+
+/// Telegram's Bot API: message ids from the call counter.
+pub async fn telegram(faults: Faults) -> Fake {
+    let rate_limit = ResponseTemplate::new(429).set_body_json(json!({
+        "ok": false, "error_code": 429, "description": "Too Many Requests: retry after 1",
+        "parameters": {"retry_after": 1}
+    }));
+    Fake::start(faults, rate_limit, |request, n| {
+        let path = request.url.path();
+        if path == format!("/bot{BOT}/sendMessage") {
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "result": {"message_id": n}}))
+        } else if path == format!("/bot{BOT}/editMessageText") {
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "result": {"message_id": 1}}))
+        } else {
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"ok": false, "error_code": 404, "description": "Not Found"}))
+        }
+    })
+    .await
+}
+
+/// A build CodeBuild started, as its fake saw it.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: String,
+    pub project: String,
+    pub source_version: String,
+}
+
+/// CodeBuild's JSON API (moto cannot export variables): builds get ids from a counter and
+/// succeed with an image id exported per build.
+pub struct CodeBuildFake {
+    pub server: MockServer,
+    pub started: Arc<Mutex<Vec<Started>>>,
+    pub stopped: Arc<Mutex<Vec<String>>>,
+}
+
+const JSON_1_1: &str = "application/x-amz-json-1.1";
+
+pub fn image_of(build_id: &str) -> String {
+    format!("sha256:{}", hex_of(build_id))
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+pub async fn codebuild() -> CodeBuildFake {
+    let server = MockServer::start().await;
+    let started: Arc<Mutex<Vec<Started>>> = Arc::default();
+    let stopped: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (s, t) = (started.clone(), stopped.clone());
+    let counter = AtomicU64::new(0);
+    Mock::given(wiremock::matchers::any())
+        .respond_with(move |request: &Request| {
+            let target = request
+                .headers
+                .get("x-amz-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+            let answer = match target.as_str() {
+                "CodeBuild_20161006.StartBuild" => {
+                    let project = body["projectName"].as_str().unwrap_or("").to_string();
+                    let id = format!("{project}:{:04}", counter.fetch_add(1, Ordering::Relaxed) + 1);
+                    s.lock().unwrap().push(Started {
+                        id: id.clone(),
+                        project: project.clone(),
+                        source_version: body["sourceVersion"].as_str().unwrap_or("").to_string(),
+                    });
+                    json!({"build": {"id": id, "projectName": project, "buildStatus": "IN_PROGRESS", "timeoutInMinutes": 60}})
+                }
+                "CodeBuild_20161006.StopBuild" => {
+                    let id = body["id"].as_str().unwrap_or("").to_string();
+                    t.lock().unwrap().push(id.clone());
+                    json!({"build": {"id": id, "buildStatus": "STOPPED"}})
+                }
+                "CodeBuild_20161006.BatchGetBuilds" => {
+                    let builds: Vec<Value> = body["ids"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|id| id.as_str())
+                        .map(|id| json!({
+                            "id": id, "projectName": id.split(':').next().unwrap_or(""),
+                            "buildStatus": "SUCCEEDED",
+                            "exportedEnvironmentVariables": [{"name": "SHIPLINE_IMAGE_WEB", "value": image_of(id)}]
+                        }))
+                        .collect();
+                    json!({"builds": builds})
+                }
+                _ => json!({}),
+            };
+            ResponseTemplate::new(200)
+                .insert_header("content-type", JSON_1_1)
+                .set_body_json(answer)
+        })
+        .mount(&server)
+        .await;
+    CodeBuildFake {
+        server,
+        started,
+        stopped,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Consumer {
+    Dispatch,
+    Promotion,
+    Notifier,
+}
+
+/// A queue and its dead-letter queue.
+pub struct QueuePair {
+    pub url: String,
+    pub dlq: String,
+}
+
+pub struct Pipeline {
+    pub sdk: aws_config::SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub builds: QueuePair,
+    pub events: QueuePair,
+    pub deploys: QueuePair,
+    pub notify: QueuePair,
+    pub github: Fake,
+    pub heroku: Fake,
+    pub telegram: Fake,
+    pub codebuild: CodeBuildFake,
+    /// What the GitHub fake says each `owner/name@branch` points at.
+    pub heads: Arc<Mutex<HashMap<String, String>>>,
+    /// CodeBuild builds whose state change has been sent.
+    reported: Mutex<usize>,
+    pub intake: webhook_intake::Deps,
+    pub dispatch: build_dispatch::Deps,
+    pub promotion: deploy_promotion::Deps,
+    pub notifier: notifier::Deps,
+    pub alerts: alert_forwarder::Deps,
+}
+
+/// Faults per fake.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FaultPlan {
+    pub github: Faults,
+    pub heroku: Faults,
+    pub telegram: Faults,
+}
+
+impl Pipeline {
+    pub async fn new(config_yaml: &str, faults: FaultPlan) -> Self {
+        let sdk = aws::sdk_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let pair = |name: &'static str, fifo: bool| {
+            let sdk = sdk.clone();
+            async move {
+                let (url, dlq) =
+                    aws::create_queue_with_dlq(&sdk, &e2e::unique(name), fifo, 5).await;
+                QueuePair { url, dlq }
+            }
+        };
+        let builds = pair("builds", true).await;
+        let events = pair("build-events", false).await;
+        let deploys = pair("deploys", true).await;
+        let notify = pair("notifications", false).await;
+        let table = e2e::unique("state");
+        aws::create_state_table(&sdk, &table).await;
+
+        let heads: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let github = github(faults.github, heads.clone()).await;
+        let heroku = heroku(faults.heroku).await;
+        let telegram = telegram(faults.telegram).await;
+        let codebuild = codebuild().await;
+
+        let config = Arc::new(Config::from_yaml(config_yaml).expect("a valid config"));
+        let secrets = Secrets::default().with("telegram_bot_token", BOT);
+        let http = reqwest::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .unwrap();
+        let state = Arc::new(DynamoStateStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            &table,
+        ));
+        let gh = Arc::new(GitHubClient::new(
+            http.clone(),
+            github.server.uri(),
+            Auth::Token(SecretString::new("ghp")),
+        ));
+        let notify_queue = Arc::new(SqsQueue::new(sqs.clone(), &notify.url));
+        let redelivery = Arc::new(SqsRedelivery::new(sqs.clone()));
+        let clock = Arc::new(SystemClock);
+
+        let intake = webhook_intake::Deps {
+            config: config.clone(),
+            webhook_secret: SecretString::new(WEBHOOK_SECRET),
+            builds: Arc::new(SqsQueue::new(sqs.clone(), &builds.url)),
+            state: state.clone(),
+            clock: clock.clone(),
+        };
+        let dispatch = build_dispatch::Deps {
+            config: config.clone(),
+            builds: Arc::new(CodeBuild::new(aws_sdk_codebuild::Client::from_conf(
+                aws_sdk_codebuild::config::Builder::from(&sdk)
+                    .endpoint_url(codebuild.server.uri())
+                    .build(),
+            ))),
+            github: gh.clone(),
+            state: state.clone(),
+            deploys: Arc::new(SqsQueue::new(sqs.clone(), &deploys.url)),
+            notify: notify_queue.clone(),
+            redelivery: redelivery.clone(),
+            clock: clock.clone(),
+            region: aws::REGION.into(),
+        };
+        let promotion = deploy_promotion::Deps {
+            config: config.clone(),
+            github: gh,
+            deployer: Arc::new(Targets {
+                heroku: Some(Arc::new(Heroku::new(
+                    http.clone(),
+                    &heroku.server.uri(),
+                    SecretString::new("hk"),
+                ))),
+                hook: Arc::new(Hook::new(http.clone(), Arc::new(Secrets::default()))),
+                command: Arc::new(Command),
+            }),
+            state: state.clone(),
+            notify: notify_queue.clone(),
+            redelivery: redelivery.clone(),
+            clock: clock.clone(),
+            follow: deploy_promotion::Follow::default(),
+        };
+        let notifier = notifier::Deps {
+            channels: notifier::channels_from_config(
+                &config,
+                &secrets,
+                &http,
+                &telegram.server.uri(),
+            )
+            .unwrap(),
+            config: config.clone(),
+            state: state.clone(),
+            redelivery,
+            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &notify.dlq))),
+            clock: clock.clone(),
+        };
+        let alerts = alert_forwarder::Deps {
+            config,
+            client_secret: Some(SecretString::new(SENTRY_SECRET)),
+            legacy_token: None,
+            notify: notify_queue,
+            state,
+            clock,
+        };
+        Self {
+            sdk,
+            sqs,
+            builds,
+            events,
+            deploys,
+            notify,
+            github,
+            heroku,
+            telegram,
+            codebuild,
+            heads,
+            reported: Mutex::new(0),
+            intake,
+            dispatch,
+            promotion,
+            notifier,
+            alerts,
+        }
+    }
+
+    /// GitHub delivers a webhook; the intake's answer status.
+    pub async fn github_delivers(&self, event: &str, delivery: &str, body: &[u8]) -> u16 {
+        let headers = header_map(&[
+            ("content-type", "application/json".into()),
+            ("x-github-event", event.into()),
+            ("x-github-delivery", delivery.into()),
+            (
+                "x-hub-signature-256",
+                shared::github::webhook::sign(WEBHOOK_SECRET.as_bytes(), body),
+            ),
+        ]);
+        webhook_intake::handle_delivery(&self.intake, &headers, body)
+            .await
+            .status
+            .as_u16()
+    }
+
+    /// Sentry delivers an issue alert; the forwarder's answer status.
+    pub async fn sentry_delivers(&self, resource: &str, request_id: &str, body: &[u8]) -> u16 {
+        let headers = header_map(&[
+            ("content-type", "application/json".into()),
+            ("sentry-hook-resource", resource.into()),
+            ("request-id", request_id.into()),
+            (
+                "sentry-hook-signature",
+                shared::sentry::sign(SENTRY_SECRET.as_bytes(), body),
+            ),
+        ]);
+        alert_forwarder::handle_integration(&self.alerts, &headers, body)
+            .await
+            .status
+            .as_u16()
+    }
+
+    /// CodeBuild finishes every build it started since the last call, and EventBridge puts
+    /// each state change on the build-events queue. Returns how many.
+    pub async fn builds_finish(&self, status: &str) -> usize {
+        let started = self.codebuild.started.lock().unwrap().clone();
+        let mut reported = self.reported.lock().unwrap().to_owned();
+        let new = started[reported..].to_vec();
+        reported = started.len();
+        *self.reported.lock().unwrap() = reported;
+        for build in &new {
+            let event = json!({
+                "version": "0", "id": e2e::unique("event"),
+                "detail-type": "CodeBuild Build State Change", "source": "aws.codebuild",
+                "account": "123456789012", "time": "2026-11-26T12:00:00Z", "region": aws::REGION,
+                "resources": [format!("arn:aws:codebuild:us-east-1:123456789012:build/{}", build.id)],
+                "detail": {
+                    "build-status": status,
+                    "project-name": build.project,
+                    "build-id": format!("arn:aws:codebuild:us-east-1:123456789012:build/{}", build.id),
+                    "additional-information": {"build-complete": true, "source-version": build.source_version},
+                    "current-phase": "COMPLETED", "current-phase-context": "[: ]", "version": "1"
+                }
+            });
+            self.sqs
+                .send_message()
+                .queue_url(&self.events.url)
+                .message_body(event.to_string())
+                .send()
+                .await
+                .expect("send to moto");
+        }
+        new.len()
+    }
+
+    /// One round: each queue's waiting messages (up to ten at a time) to its consumer.
+    /// Returns how many messages were handed over.
+    pub async fn pump_once(&self) -> usize {
+        let mut handed = 0;
+        for (url, consumer) in [
+            (&self.builds.url, Consumer::Dispatch),
+            (&self.events.url, Consumer::Dispatch),
+            (&self.deploys.url, Consumer::Promotion),
+            (&self.notify.url, Consumer::Notifier),
+        ] {
+            loop {
+                let event = aws::receive_as_event(&self.sdk, url).await;
+                if event.records.is_empty() {
+                    break;
+                }
+                handed += event.records.len();
+                let response = match consumer {
+                    Consumer::Dispatch => {
+                        build_dispatch::handle_batch(&self.dispatch, &event).await
+                    }
+                    Consumer::Promotion => {
+                        deploy_promotion::handle_batch(&self.promotion, &event).await
+                    }
+                    Consumer::Notifier => notifier::handle_batch(&self.notifier, &event).await,
+                };
+                aws::settle_batch(&self.sdk, url, &event, &response).await;
+            }
+        }
+        handed
+    }
+
+    /// Pumps until every queue is empty (in-flight and delayed messages included), finishing
+    /// builds as CodeBuild would whenever new ones started.
+    pub async fn run_until_idle(&self, build_status: &str, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let handed = self.pump_once().await;
+            let finished = self.builds_finish(build_status).await;
+            if handed == 0 && finished == 0 && self.depth().await == 0 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the pipeline did not settle within {limit:?}"
+            );
+            if handed == 0 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    async fn depth(&self) -> u64 {
+        let mut total = 0;
+        for url in [
+            &self.builds.url,
+            &self.events.url,
+            &self.deploys.url,
+            &self.notify.url,
+        ] {
+            total += aws::queue_depth(&self.sdk, url).await;
+        }
+        total
+    }
+
+    /// Every message in the four dead-letter queues, with the reason the consumer gave when
+    /// it put one there itself.
+    pub async fn dead_letters(&self) -> Vec<(String, String, String)> {
+        let mut all = Vec::new();
+        for (name, url) in [
+            ("builds", &self.builds.dlq),
+            ("build-events", &self.events.dlq),
+            ("deploys", &self.deploys.dlq),
+            ("notifications", &self.notify.dlq),
+        ] {
+            loop {
+                let out = self
+                    .sqs
+                    .receive_message()
+                    .queue_url(url)
+                    .max_number_of_messages(10)
+                    .message_attribute_names("All")
+                    .send()
+                    .await
+                    .expect("receive from moto");
+                let messages = out.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    break;
+                }
+                for m in messages {
+                    let reason = m
+                        .message_attributes
+                        .as_ref()
+                        .and_then(|a| a.get("shipline_reason"))
+                        .and_then(|v| v.string_value.clone())
+                        .unwrap_or_else(|| "moved by SQS after 5 receives".into());
+                    all.push((name.to_string(), reason, m.body.unwrap_or_default()));
+                    self.sqs
+                        .delete_message()
+                        .queue_url(url)
+                        .receipt_handle(m.receipt_handle.unwrap())
+                        .send()
+                        .await
+                        .expect("delete from moto");
+                }
+            }
+        }
+        all
+    }
+}
+
+pub fn header_map(pairs: &[(&str, String)]) -> lambda_http::http::HeaderMap {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.parse().unwrap()))
+        .collect()
+}
