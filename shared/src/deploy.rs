@@ -35,6 +35,10 @@ pub enum DeployError {
     /// The target refused (bad credentials, unknown app, missing image): trying again cannot help.
     #[error("{0}")]
     Refused(String),
+    /// The release was asked for and accepted, but reading it back failed: a retry must look
+    /// for it (`Deployer::newest`) rather than release a second time.
+    #[error("release requested but not confirmed: {0}")]
+    Unconfirmed(String),
 }
 
 impl Retryable for DeployError {
@@ -62,6 +66,12 @@ pub trait Deployer: Send + Sync {
     ) -> Result<Release, DeployError>;
     /// Where release `id` stands now.
     async fn status(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError>;
+    /// The target's newest release: after `release` answered `Unconfirmed`, the one it made.
+    async fn newest(&self, _rule: &DeployRule) -> Result<Release, DeployError> {
+        Err(DeployError::Refused(
+            "this target cannot list its releases".into(),
+        ))
+    }
     /// Releases the code of an earlier release again.
     async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError>;
 }

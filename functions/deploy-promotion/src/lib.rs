@@ -58,6 +58,12 @@ struct Progress {
     sha: String,
     deployment_id: Option<u64>,
     release_id: Option<String>,
+    /// GitHub heard `in_progress` and the chat heard the deploy start.
+    #[serde(default)]
+    announced: bool,
+    /// The target accepted the release but did not confirm it: look it up, do not release again.
+    #[serde(default)]
+    requested: bool,
 }
 
 fn progress_key(target: &str) -> String {
@@ -228,39 +234,60 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
                 sha: request.sha.clone(),
                 deployment_id,
                 release_id: None,
+                announced: false,
+                requested: false,
             };
             if let Err(e) = put_json(deps, &progress_key(&request.target), &progress).await {
                 return retry("state store", &e, None);
             }
-            deployment_status(
-                deps,
-                request,
-                progress.deployment_id,
-                "in_progress",
-                &format!("Releasing to {}", request.target),
-                None,
-            )
-            .await;
-            notify(
-                deps,
-                NotificationKind::DeployStarted,
-                request,
-                &channels,
-                Facts {
-                    url: request.log_url.clone(),
-                    ..facts.clone()
-                },
-            )
-            .await;
             progress
         }
     };
+    if !progress.announced {
+        // A retry resumes here with the deployment already created: one deployment, one
+        // `in_progress`, one chat update, however often GitHub fails in between.
+        if let Some(retry) = deployment_status(
+            deps,
+            request,
+            progress.deployment_id,
+            "in_progress",
+            &format!("Releasing to {}", request.target),
+            None,
+        )
+        .await
+        {
+            return retry;
+        }
+        notify(
+            deps,
+            NotificationKind::DeployStarted,
+            request,
+            &channels,
+            Facts {
+                url: request.log_url.clone(),
+                ..facts.clone()
+            },
+        )
+        .await;
+        progress.announced = true;
+        if let Err(e) = put_json(deps, &progress_key(&request.target), &progress).await {
+            warn!(error = %e, "announcement not recorded");
+        }
+    }
 
     // Release (once), then follow it to its end within this invocation's budget.
-    let mut release = match &progress.release_id {
-        Some(id) => deps.deployer.status(rule, id).await,
-        None => deps.deployer.release(rule, request).await,
+    let mut release = match (&progress.release_id, progress.requested) {
+        (Some(id), _) => deps.deployer.status(rule, id).await,
+        (None, true) => deps.deployer.newest(rule).await,
+        (None, false) => deps.deployer.release(rule, request).await,
     };
+    if let Err(e @ DeployError::Unconfirmed(_)) = &release {
+        progress.requested = true;
+        if let Err(state) = put_json(deps, &progress_key(&request.target), &progress).await {
+            warn!(error = %state, "unconfirmed release not recorded; a retry may release again");
+        }
+        return retry("deploy target", e, None);
+    }
     let started = tokio::time::Instant::now();
     while let Ok(Release::Pending { id, .. }) = &release {
         if progress.release_id.as_deref() != Some(id) {
@@ -281,20 +308,25 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
 
     match release {
         Ok(Release::Live { id, version, url }) => {
-            let record = LiveRecord {
-                repo: request.repo.clone(),
-                branch: request.branch.clone(),
-                sha: request.sha.clone(),
-                release_id: id,
-                version: version.clone(),
-                at: deps.clock.rfc3339(),
-                build_id: request.build_id.clone(),
-                history: history_after(live.as_ref()),
-            };
-            if let Err(e) = put_json(deps, &live_key(&request.target), &record).await {
-                return retry("state store", &e, None);
+            // A retry that only has the final status left finds this release already live.
+            let recorded = live
+                .as_ref()
+                .is_some_and(|l| l.sha == request.sha && l.release_id == id);
+            if !recorded {
+                let record = LiveRecord {
+                    repo: request.repo.clone(),
+                    branch: request.branch.clone(),
+                    sha: request.sha.clone(),
+                    release_id: id,
+                    version: version.clone(),
+                    at: deps.clock.rfc3339(),
+                    build_id: request.build_id.clone(),
+                    history: history_after(live.as_ref()),
+                };
+                if let Err(e) = put_json(deps, &live_key(&request.target), &record).await {
+                    return retry("state store", &e, None);
+                }
             }
-            let _ = deps.state.delete(&progress_key(&request.target)).await;
             let environment_url = rule.environment_url.clone().or(url.clone());
             let description = format!(
                 "Live on {}{}",
@@ -304,7 +336,9 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
                     .map(|v| format!(" ({v})"))
                     .unwrap_or_default()
             );
-            deployment_status(
+            // The deploy is kept in progress until GitHub has its final status, so that a
+            // deployment never stays `in_progress`.
+            if let Some(retry) = deployment_status(
                 deps,
                 request,
                 progress.deployment_id,
@@ -312,7 +346,11 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
                 &description,
                 environment_url,
             )
-            .await;
+            .await
+            {
+                return retry;
+            }
+            let _ = deps.state.delete(&progress_key(&request.target)).await;
             notify(
                 deps,
                 NotificationKind::DeploySucceeded,
@@ -363,8 +401,7 @@ async fn fail(
     facts: Facts,
     reason: String,
 ) -> Outcome {
-    let _ = deps.state.delete(&progress_key(&request.target)).await;
-    deployment_status(
+    if let Some(retry) = deployment_status(
         deps,
         request,
         progress.deployment_id,
@@ -372,7 +409,11 @@ async fn fail(
         &reason,
         None,
     )
-    .await;
+    .await
+    {
+        return retry;
+    }
+    let _ = deps.state.delete(&progress_key(&request.target)).await;
     notify(
         deps,
         NotificationKind::DeployFailed,
@@ -453,6 +494,9 @@ async fn order_guard(
     Ok(())
 }
 
+/// Posts a deployment status. A failure that a later try can fix is the message's retry
+/// (the caller keeps its progress so that the retry resumes here); a refusal is logged, since
+/// a deploy is not undone because GitHub would not hear about it.
 async fn deployment_status(
     deps: &Deps,
     request: &DeployRequest,
@@ -460,21 +504,25 @@ async fn deployment_status(
     state: &str,
     description: &str,
     environment_url: Option<String>,
-) {
-    let Some(id) = id else { return };
+) -> Option<Outcome> {
+    let id = id?;
     let status = DeploymentStatus {
         state: state.to_string(),
         description: description.to_string(),
         log_url: request.log_url.clone(),
         environment_url,
     };
-    // Best effort: a deploy is not undone because GitHub could not hear about it.
-    if let Err(e) = deps
+    match deps
         .github
         .set_deployment_status(&request.repo, id, &status, request.installation_id)
         .await
     {
-        warn!(error = %e, %state, "deployment status not posted");
+        Ok(()) => None,
+        Err(e) if e.is_retryable() => Some(github_retry(&e)),
+        Err(e) => {
+            warn!(error = %e, %state, "GitHub refused the deployment status");
+            None
+        }
     }
 }
 

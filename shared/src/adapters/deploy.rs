@@ -170,8 +170,16 @@ impl Deployer for Heroku {
             "application/vnd.heroku+json; version=3.docker-releases",
         )
         .await?;
-        // The formation update creates a release; the newest one is ours.
-        self.newest_release(app).await
+        // The formation update creates a release; the newest one is ours. Once the update is
+        // accepted, a failure to read it back must not lead to a second release.
+        self.newest_release(app).await.map_err(|e| match e {
+            DeployError::Refused(_) => e,
+            e => DeployError::Unconfirmed(e.to_string()),
+        })
+    }
+
+    async fn newest(&self, rule: &DeployRule) -> Result<Release, DeployError> {
+        self.newest_release(&Self::app(rule)?.app).await
     }
 
     async fn status(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
@@ -439,6 +447,10 @@ impl Deployer for Targets {
 
     async fn status(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
         self.pick(rule)?.status(rule, id).await
+    }
+
+    async fn newest(&self, rule: &DeployRule) -> Result<Release, DeployError> {
+        self.pick(rule)?.newest(rule).await
     }
 
     async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {

@@ -69,9 +69,13 @@ pub struct Record {
     pub server_errors: u64,
     pub rate_limited: u64,
     pub timed_out: u64,
+    /// Calls the service itself refused (4xx), not injected.
+    pub refused: u64,
 }
 
-type Route = dyn Fn(&Request, u64) -> ResponseTemplate + Send + Sync;
+/// A route answers Ok for a call that did what it asked (recorded), Err for a refusal.
+type Answer = Result<ResponseTemplate, ResponseTemplate>;
+type Route = dyn Fn(&Request, u64) -> Answer + Send + Sync;
 
 /// A fake service: `route` answers a call (given its sequence number); `faults` replaces some
 /// answers with failures before the route sees them, so a failed call changed nothing.
@@ -106,13 +110,20 @@ impl Respond for Responder {
             record.rate_limited += 1;
             return self.rate_limit.clone();
         }
-        let answer = (self.route)(request, n);
-        record.ok.push(Call {
-            method: request.method.to_string(),
-            path: request.url.path().to_string(),
-            body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
-        });
-        answer
+        match (self.route)(request, n) {
+            Ok(answer) => {
+                record.ok.push(Call {
+                    method: request.method.to_string(),
+                    path: request.url.path().to_string(),
+                    body: serde_json::from_slice(&request.body).unwrap_or(Value::Null),
+                });
+                answer
+            }
+            Err(refusal) => {
+                record.refused += 1;
+                refusal
+            }
+        }
     }
 }
 
@@ -120,7 +131,7 @@ impl Fake {
     async fn start(
         faults: Faults,
         rate_limit: ResponseTemplate,
-        route: impl Fn(&Request, u64) -> ResponseTemplate + Send + Sync + 'static,
+        route: impl Fn(&Request, u64) -> Answer + Send + Sync + 'static,
     ) -> Self {
         let server = MockServer::start().await;
         let record = Arc::new(Mutex::new(Record::default()));
@@ -165,7 +176,7 @@ pub async fn github(faults: Faults, heads: Arc<Mutex<HashMap<String, String>>>) 
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (request.method.as_str(), parts.as_slice()) {
             ("POST", ["repos", _, _, "statuses", _]) => {
-                ResponseTemplate::new(201).set_body_json(json!({"id": n}))
+                Ok(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
             }
             ("GET", ["repos", owner, name, "branches", branch]) => {
                 match heads
@@ -174,19 +185,20 @@ pub async fn github(faults: Faults, heads: Arc<Mutex<HashMap<String, String>>>) 
                     .get(&format!("{owner}/{name}@{branch}"))
                 {
                     Some(sha) => {
-                        ResponseTemplate::new(200).set_body_json(json!({"commit": {"sha": sha}}))
+                        Ok(ResponseTemplate::new(200)
+                            .set_body_json(json!({"commit": {"sha": sha}})))
                     }
-                    None => ResponseTemplate::new(404)
-                        .set_body_json(json!({"message": "Branch not found"})),
+                    None => Err(ResponseTemplate::new(404)
+                        .set_body_json(json!({"message": "Branch not found"}))),
                 }
             }
             ("POST", ["repos", _, _, "deployments"]) => {
-                ResponseTemplate::new(201).set_body_json(json!({"id": n}))
+                Ok(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
             }
             ("POST", ["repos", _, _, "deployments", _, "statuses"]) => {
-                ResponseTemplate::new(201).set_body_json(json!({"id": n}))
+                Ok(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
             }
-            _ => ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})),
+            _ => Err(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}))),
         }
     })
     .await
@@ -208,16 +220,22 @@ pub async fn heroku(faults: Faults) -> Fake {
             .collect();
         match (request.method.as_str(), parts.as_slice()) {
             ("PATCH", ["apps", _, "formation"]) => {
-                ResponseTemplate::new(200).set_body_json(json!([]))
+                Ok(ResponseTemplate::new(200).set_body_json(json!([])))
             }
-            ("GET", ["apps", app, "releases"]) => ResponseTemplate::new(206).set_body_json(json!([
-                {"id": format!("rel-{app}"), "version": 9, "status": "succeeded"}
-            ])),
-            _ => ResponseTemplate::new(404).set_body_json(json!({"id": "not_found"})),
+            ("GET", ["apps", app, "releases"]) => Ok(ResponseTemplate::new(206).set_body_json(
+                json!([{"id": format!("rel-{app}"), "version": 9, "status": "succeeded"}]),
+            )),
+            ("GET", ["apps", app, "releases", id]) => Ok(ResponseTemplate::new(200).set_body_json(
+                json!({"id": id, "version": 9, "status": "succeeded", "app": {"name": app}}),
+            )),
+            _ => Err(ResponseTemplate::new(404).set_body_json(json!({"id": "not_found"}))),
         }
     })
     .await
 }
+
+/// A chat id the Telegram fake refuses ("chat not found"), as for a bot removed from a group.
+pub const REFUSED_CHAT: i64 = -1;
 
 /// Telegram's Bot API: message ids from the call counter.
 pub async fn telegram(faults: Faults) -> Fake {
@@ -227,15 +245,21 @@ pub async fn telegram(faults: Faults) -> Fake {
     }));
     Fake::start(faults, rate_limit, |request, n| {
         let path = request.url.path();
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        if body["chat_id"] == json!(REFUSED_CHAT) {
+            return Err(ResponseTemplate::new(400).set_body_json(json!({
+                "ok": false, "error_code": 400, "description": "Bad Request: chat not found"
+            })));
+        }
         if path == format!("/bot{BOT}/sendMessage") {
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": true, "result": {"message_id": n}}))
+            Ok(ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "result": {"message_id": n}})))
         } else if path == format!("/bot{BOT}/editMessageText") {
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": true, "result": {"message_id": 1}}))
+            Ok(ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "result": {"message_id": 1}})))
         } else {
-            ResponseTemplate::new(404)
-                .set_body_json(json!({"ok": false, "error_code": 404, "description": "Not Found"}))
+            Err(ResponseTemplate::new(404)
+                .set_body_json(json!({"ok": false, "error_code": 404, "description": "Not Found"})))
         }
     })
     .await

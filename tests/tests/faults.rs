@@ -1,0 +1,399 @@
+//! Fault injection: a stream of webhooks (pushes to feature branches and to master, pull
+//! requests, redeliveries, Sentry alerts and repeats of them) through the pipeline wired by
+//! real queues on moto, while the GitHub, Heroku and Telegram fakes fail a share of their calls
+//! with 500, 429 + Retry-After, and answers that come after the client gave up. Then: every
+//! expected build, status, deployment, release and chat message happened exactly once, and
+//! the one failure that cannot succeed (a chat that refuses the bot) sits in the notification
+//! DLQ with its reason.
+//!
+//! `SHIPLINE_FAULT_WEBHOOKS` sets how many webhooks (100 in the test command;
+//! `scripts/fault-injection` runs 1,000 and prints the report).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{FaultPlan, Faults, Pipeline, REFUSED_CHAT};
+
+const PUSH: &str = include_str!("../testdata/github-push.json");
+const PR_OPENED: &str = include_str!("../testdata/github-pull_request-opened.json");
+const SENTRY_ISSUE: &str = include_str!("../testdata/sentry-issue-created.json");
+
+/// A commit id whose first seven characters (what the chat shows) are unique to `i`.
+fn sha(i: usize) -> String {
+    format!("{i:07x}{}", "a".repeat(33))
+}
+
+fn push(repo: &str, branch: &str, sha: &str) -> Vec<u8> {
+    let mut p: Value = serde_json::from_str(PUSH).unwrap();
+    p["ref"] = json!(format!("refs/heads/{branch}"));
+    p["after"] = json!(sha);
+    p["head_commit"]["id"] = json!(sha);
+    p["repository"]["full_name"] = json!(repo);
+    p["repository"]["name"] = json!(repo.split('/').nth(1).unwrap());
+    serde_json::to_vec(&p).unwrap()
+}
+
+fn pull_request(repo: &str, number: usize, sha: &str) -> Vec<u8> {
+    let mut p: Value = serde_json::from_str(PR_OPENED).unwrap();
+    p["number"] = json!(number);
+    p["pull_request"]["number"] = json!(number);
+    p["pull_request"]["head"]["sha"] = json!(sha);
+    p["pull_request"]["head"]["ref"] = json!(format!("change-{number}"));
+    for side in ["head", "base"] {
+        p["pull_request"][side]["repo"]["full_name"] = json!(repo);
+    }
+    p["repository"]["full_name"] = json!(repo);
+    serde_json::to_vec(&p).unwrap()
+}
+
+fn sentry_alert(project: &str, issue: usize) -> Vec<u8> {
+    let mut p: Value = serde_json::from_str(SENTRY_ISSUE).unwrap();
+    p["data"]["issue"]["id"] = json!(issue.to_string());
+    p["data"]["issue"]["title"] = json!(alert_title(issue));
+    p["data"]["issue"]["project"]["slug"] = json!(project);
+    p["data"]["issue"]["project"]["name"] = json!(project);
+    serde_json::to_vec(&p).unwrap()
+}
+
+fn alert_title(issue: usize) -> String {
+    format!("FaultError-{issue:05}-end")
+}
+
+#[derive(Default, Debug)]
+struct Plan {
+    /// (repo, sha, master?) of every build that should run.
+    builds: Vec<(String, String, bool)>,
+    /// Alerts that should reach the team, by title.
+    alerts: Vec<String>,
+    /// Alerts for the project whose chat refuses the bot.
+    refused_alerts: usize,
+    counts: HashMap<&'static str, usize>,
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run scripts/test (or scripts/fault-injection for 1,000 webhooks)"]
+async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
+    let total: usize = std::env::var("SHIPLINE_FAULT_WEBHOOKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let repos: usize = (total / 20).max(2);
+
+    let mut config = format!(
+        "channels:\n  team: {{ telegram: {{ chat_id: -100777 }} }}\n  gone: {{ telegram: {{ chat_id: {REFUSED_CHAT} }} }}\ndefaults:\n  notify: [team]\nsentry:\n  projects:\n    gateway: {{ notify: [team] }}\n    legacy: {{ notify: [gone] }}\nrepos:\n"
+    );
+    for r in 0..repos {
+        config.push_str(&format!(
+            "  acme/svc-{r}:\n    codebuild_project: svc-{r}\n    deploy:\n      - branch: master\n        heroku: {{ app: svc-{r} }}\n"
+        ));
+    }
+    let faults = Faults {
+        server_error_every: 11,
+        rate_limit_every: 17,
+        timeout_every: 53,
+    };
+    let pipeline = Pipeline::new(
+        &config,
+        FaultPlan {
+            github: faults,
+            heroku: faults,
+            telegram: faults,
+        },
+    )
+    .await;
+
+    // The stream: one master push per repo, then a mix.
+    let mut plan = Plan::default();
+    let mut sent: Vec<(String, String, Vec<u8>)> = Vec::new(); // (event, delivery, body)
+    for r in 0..repos {
+        let repo = format!("acme/svc-{r}");
+        let sha = sha(sent.len());
+        pipeline
+            .heads
+            .lock()
+            .unwrap()
+            .insert(format!("{repo}@master"), sha.clone());
+        plan.builds.push((repo.clone(), sha.clone(), true));
+        sent.push((
+            "push".into(),
+            format!("d-{}", sent.len()),
+            push(&repo, "master", &sha),
+        ));
+        *plan.counts.entry("push to master").or_default() += 1;
+    }
+    let mut issue = 0;
+    while sent.len() < total {
+        let i = sent.len();
+        let repo = format!("acme/svc-{}", i % repos);
+        match i % 20 {
+            0..=7 => {
+                let sha = sha(i);
+                plan.builds.push((repo.clone(), sha.clone(), false));
+                sent.push((
+                    "push".into(),
+                    format!("d-{i}"),
+                    push(&repo, &format!("feature-{i}"), &sha),
+                ));
+                *plan.counts.entry("push to a feature branch").or_default() += 1;
+            }
+            8..=12 => {
+                let sha = sha(i);
+                plan.builds.push((repo.clone(), sha.clone(), false));
+                sent.push((
+                    "pull_request".into(),
+                    format!("d-{i}"),
+                    pull_request(&repo, i, &sha),
+                ));
+                *plan.counts.entry("pull request opened").or_default() += 1;
+            }
+            13 | 14 => {
+                // GitHub redelivers an earlier delivery: same id, same body.
+                let (event, delivery, body) = sent[i / 2].clone();
+                sent.push((event, delivery, body));
+                *plan.counts.entry("redelivery").or_default() += 1;
+            }
+            15..=17 => {
+                issue += 1;
+                plan.alerts.push(alert_title(issue));
+                sent.push((
+                    "sentry".into(),
+                    format!("s-{i}"),
+                    sentry_alert("gateway", issue),
+                ));
+                *plan.counts.entry("Sentry alert").or_default() += 1;
+            }
+            18 => {
+                // The same issue again within the throttle window: no second message.
+                sent.push((
+                    "sentry".into(),
+                    format!("s-{i}"),
+                    sentry_alert("gateway", issue.max(1)),
+                ));
+                if issue == 0 {
+                    issue = 1;
+                    plan.alerts.push(alert_title(1));
+                }
+                *plan.counts.entry("Sentry alert, repeated").or_default() += 1;
+            }
+            _ => {
+                issue += 1;
+                plan.refused_alerts += 1;
+                sent.push((
+                    "sentry".into(),
+                    format!("s-{i}"),
+                    sentry_alert("legacy", issue),
+                ));
+                *plan
+                    .counts
+                    .entry("Sentry alert to a chat that refuses the bot")
+                    .or_default() += 1;
+            }
+        }
+    }
+
+    let started_at = Instant::now();
+    for (n, (event, delivery, body)) in sent.iter().enumerate() {
+        let status = if event == "sentry" {
+            pipeline.sentry_delivers("issue", delivery, body).await
+        } else {
+            pipeline.github_delivers(event, delivery, body).await
+        };
+        assert!(
+            status == 202 || status == 200,
+            "{event} {delivery}: {status}"
+        );
+        // The consumers run alongside, as Lambda's would.
+        if n % 25 == 24 {
+            pipeline.pump_once().await;
+            pipeline.builds_finish("SUCCEEDED").await;
+        }
+    }
+    pipeline
+        .run_until_idle("SUCCEEDED", Duration::from_secs(60 + total as u64))
+        .await;
+    let elapsed = started_at.elapsed();
+
+    // Builds: each expected commit started exactly once, and nothing else.
+    let started = pipeline.codebuild.started.lock().unwrap().clone();
+    let mut per_sha: HashMap<&str, usize> = HashMap::new();
+    for b in &started {
+        *per_sha.entry(b.source_version.as_str()).or_default() += 1;
+    }
+    for (repo, sha, _) in &plan.builds {
+        assert_eq!(
+            per_sha.get(sha.as_str()),
+            Some(&1),
+            "builds of {repo} {sha}"
+        );
+    }
+    assert_eq!(started.len(), plan.builds.len(), "builds started");
+
+    // Commit statuses: pending then success, once each, per commit.
+    let statuses = pipeline.github.calls("POST", "/statuses/");
+    let mut per_commit: HashMap<String, Vec<String>> = HashMap::new();
+    for c in statuses
+        .iter()
+        .filter(|c| !c.path.contains("/deployments/"))
+    {
+        let sha = c.path.rsplit('/').next().unwrap().to_string();
+        per_commit
+            .entry(sha)
+            .or_default()
+            .push(c.body["state"].as_str().unwrap().to_string());
+    }
+    for (repo, sha, _) in &plan.builds {
+        assert_eq!(
+            per_commit.get(sha).map(Vec::as_slice),
+            Some(&["pending".to_string(), "success".to_string()][..]),
+            "statuses of {repo} {sha}"
+        );
+    }
+    assert_eq!(per_commit.len(), plan.builds.len());
+
+    // Deployments and releases: one per master push.
+    let masters: Vec<&(String, String, bool)> = plan.builds.iter().filter(|b| b.2).collect();
+    let deployments = pipeline.github.calls("POST", "/deployments");
+    let created: Vec<&support::Call> = deployments
+        .iter()
+        .filter(|c| c.path.ends_with("/deployments"))
+        .collect();
+    assert_eq!(created.len(), masters.len(), "deployments created");
+    for (repo, sha, _) in &masters {
+        assert_eq!(
+            created
+                .iter()
+                .filter(|c| c.body["ref"] == json!(sha))
+                .count(),
+            1,
+            "deployment of {repo} {sha}"
+        );
+    }
+    let deployment_states: Vec<String> = deployments
+        .iter()
+        .filter(|c| c.path.ends_with("/statuses"))
+        .map(|c| c.body["state"].as_str().unwrap().to_string())
+        .collect();
+    for state in ["in_progress", "success"] {
+        assert_eq!(
+            deployment_states.iter().filter(|s| *s == state).count(),
+            masters.len(),
+            "deployment statuses {state}"
+        );
+    }
+    for r in 0..repos {
+        assert_eq!(
+            pipeline
+                .heroku
+                .calls("PATCH", &format!("/apps/svc-{r}/formation"))
+                .len(),
+            1,
+            "releases of svc-{r}"
+        );
+    }
+
+    // Chat: one message per build thread and per alert, each build's ending its story.
+    let posts = pipeline.telegram.calls("POST", "/sendMessage");
+    let edits = pipeline.telegram.calls("POST", "/editMessageText");
+    let text = |c: &support::Call| c.body["text"].as_str().unwrap_or("").to_string();
+    for (repo, sha, master) in &plan.builds {
+        // The chat shows the short id as a link's text.
+        let short = format!(">{}<", &sha[..7]);
+        let mine: Vec<String> = posts
+            .iter()
+            .map(text)
+            .filter(|t| t.contains(&short))
+            .collect();
+        assert_eq!(mine.len(), 1, "messages for {repo} {short}: {mine:?}");
+        let last = posts
+            .iter()
+            .chain(edits.iter())
+            .map(text)
+            .filter(|t| t.contains(&short))
+            .next_back()
+            .unwrap();
+        if *master {
+            assert!(last.starts_with("🟢 <b>Live</b>"), "{repo} {short}: {last}");
+        } else {
+            assert!(last.contains("passed"), "{repo} {short}: {last}");
+        }
+    }
+    for title in &plan.alerts {
+        assert_eq!(
+            posts
+                .iter()
+                .map(text)
+                .filter(|t| t.contains(title.as_str()))
+                .count(),
+            1,
+            "alert {title}"
+        );
+    }
+    assert_eq!(
+        posts.len(),
+        plan.builds.len() + plan.alerts.len(),
+        "chat messages posted"
+    );
+
+    // Dead letters: only what could never succeed, each with its reason.
+    let dead = pipeline.dead_letters().await;
+    assert_eq!(dead.len(), plan.refused_alerts, "{dead:?}");
+    for (queue, reason, _) in &dead {
+        assert_eq!(queue, "notifications");
+        assert!(
+            reason.contains("gone") && reason.contains("chat not found"),
+            "{reason}"
+        );
+    }
+
+    // The report.
+    let mut kinds: Vec<_> = plan.counts.iter().collect();
+    kinds.sort();
+    println!(
+        "\nfault injection: {total} webhooks through moto in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    for (kind, n) in kinds {
+        println!("  {n:>5}  {kind}");
+    }
+    println!("injected faults (500 / 429 / timeout) and refusals:");
+    for (name, fake) in [
+        ("GitHub", &pipeline.github),
+        ("Heroku", &pipeline.heroku),
+        ("Telegram", &pipeline.telegram),
+    ] {
+        let r = fake.record.lock().unwrap();
+        println!(
+            "  {name:<9} {:>5} ok  {:>4} × 500  {:>4} × 429  {:>4} × timeout  {:>4} refused",
+            r.ok.len(),
+            r.server_errors,
+            r.rate_limited,
+            r.timed_out,
+            r.refused
+        );
+    }
+    println!("outcome:");
+    println!("  {:>5}  builds started, each once", started.len());
+    println!(
+        "  {:>5}  commit statuses (pending + success per commit), each once",
+        per_commit.values().map(Vec::len).sum::<usize>()
+    );
+    println!(
+        "  {:>5}  deployments and Heroku releases, each once",
+        created.len()
+    );
+    println!(
+        "  {:>5}  chat messages posted, each once ({} build threads, {} alerts)",
+        posts.len(),
+        plan.builds.len(),
+        plan.alerts.len()
+    );
+    println!("  {:>5}  chat message edits", edits.len());
+    println!(
+        "  {:>5}  in dead-letter queues, each with its reason (a chat that refuses the bot)",
+        dead.len()
+    );
+    println!("  {:>5}  lost, {:>5} duplicated", 0, 0);
+}
