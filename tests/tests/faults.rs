@@ -311,8 +311,7 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
             .iter()
             .chain(edits.iter())
             .map(text)
-            .filter(|t| t.contains(&short))
-            .next_back()
+            .rfind(|t| t.contains(&short))
             .unwrap();
         if *master {
             assert!(last.starts_with("🟢 <b>Live</b>"), "{repo} {short}: {last}");

@@ -73,8 +73,12 @@ pub struct Record {
     pub refused: u64,
 }
 
-/// A route answers Ok for a call that did what it asked (recorded), Err for a refusal.
-type Answer = Result<ResponseTemplate, ResponseTemplate>;
+/// A route's answer: a call that did what it asked (recorded), or the service's refusal.
+enum Answer {
+    Done(ResponseTemplate),
+    Refused(ResponseTemplate),
+}
+use Answer::{Done, Refused};
 type Route = dyn Fn(&Request, u64) -> Answer + Send + Sync;
 
 /// A fake service: `route` answers a call (given its sequence number); `faults` replaces some
@@ -111,7 +115,7 @@ impl Respond for Responder {
             return self.rate_limit.clone();
         }
         match (self.route)(request, n) {
-            Ok(answer) => {
+            Done(answer) => {
                 record.ok.push(Call {
                     method: request.method.to_string(),
                     path: request.url.path().to_string(),
@@ -119,7 +123,7 @@ impl Respond for Responder {
                 });
                 answer
             }
-            Err(refusal) => {
+            Refused(refusal) => {
                 record.refused += 1;
                 refusal
             }
@@ -176,7 +180,7 @@ pub async fn github(faults: Faults, heads: Arc<Mutex<HashMap<String, String>>>) 
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (request.method.as_str(), parts.as_slice()) {
             ("POST", ["repos", _, _, "statuses", _]) => {
-                Ok(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
+                Done(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
             }
             ("GET", ["repos", owner, name, "branches", branch]) => {
                 match heads
@@ -184,21 +188,22 @@ pub async fn github(faults: Faults, heads: Arc<Mutex<HashMap<String, String>>>) 
                     .unwrap()
                     .get(&format!("{owner}/{name}@{branch}"))
                 {
-                    Some(sha) => {
-                        Ok(ResponseTemplate::new(200)
-                            .set_body_json(json!({"commit": {"sha": sha}})))
-                    }
-                    None => Err(ResponseTemplate::new(404)
-                        .set_body_json(json!({"message": "Branch not found"}))),
+                    Some(sha) => Done(
+                        ResponseTemplate::new(200).set_body_json(json!({"commit": {"sha": sha}})),
+                    ),
+                    None => Refused(
+                        ResponseTemplate::new(404)
+                            .set_body_json(json!({"message": "Branch not found"})),
+                    ),
                 }
             }
             ("POST", ["repos", _, _, "deployments"]) => {
-                Ok(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
+                Done(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
             }
             ("POST", ["repos", _, _, "deployments", _, "statuses"]) => {
-                Ok(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
+                Done(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
             }
-            _ => Err(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}))),
+            _ => Refused(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}))),
         }
     })
     .await
@@ -220,15 +225,17 @@ pub async fn heroku(faults: Faults) -> Fake {
             .collect();
         match (request.method.as_str(), parts.as_slice()) {
             ("PATCH", ["apps", _, "formation"]) => {
-                Ok(ResponseTemplate::new(200).set_body_json(json!([])))
+                Done(ResponseTemplate::new(200).set_body_json(json!([])))
             }
-            ("GET", ["apps", app, "releases"]) => Ok(ResponseTemplate::new(206).set_body_json(
+            ("GET", ["apps", app, "releases"]) => Done(ResponseTemplate::new(206).set_body_json(
                 json!([{"id": format!("rel-{app}"), "version": 9, "status": "succeeded"}]),
             )),
-            ("GET", ["apps", app, "releases", id]) => Ok(ResponseTemplate::new(200).set_body_json(
-                json!({"id": id, "version": 9, "status": "succeeded", "app": {"name": app}}),
-            )),
-            _ => Err(ResponseTemplate::new(404).set_body_json(json!({"id": "not_found"}))),
+            ("GET", ["apps", app, "releases", id]) => {
+                Done(ResponseTemplate::new(200).set_body_json(
+                    json!({"id": id, "version": 9, "status": "succeeded", "app": {"name": app}}),
+                ))
+            }
+            _ => Refused(ResponseTemplate::new(404).set_body_json(json!({"id": "not_found"}))),
         }
     })
     .await
@@ -247,19 +254,26 @@ pub async fn telegram(faults: Faults) -> Fake {
         let path = request.url.path();
         let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
         if body["chat_id"] == json!(REFUSED_CHAT) {
-            return Err(ResponseTemplate::new(400).set_body_json(json!({
+            return Refused(ResponseTemplate::new(400).set_body_json(json!({
                 "ok": false, "error_code": 400, "description": "Bad Request: chat not found"
             })));
         }
         if path == format!("/bot{BOT}/sendMessage") {
-            Ok(ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": true, "result": {"message_id": n}})))
+            Done(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": true, "result": {"message_id": n}})),
+            )
         } else if path == format!("/bot{BOT}/editMessageText") {
-            Ok(ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": true, "result": {"message_id": 1}})))
+            Done(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": true, "result": {"message_id": 1}})),
+            )
         } else {
-            Err(ResponseTemplate::new(404)
-                .set_body_json(json!({"ok": false, "error_code": 404, "description": "Not Found"})))
+            Refused(
+                ResponseTemplate::new(404).set_body_json(
+                    json!({"ok": false, "error_code": 404, "description": "Not Found"}),
+                ),
+            )
         }
     })
     .await
