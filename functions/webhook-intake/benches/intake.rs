@@ -81,10 +81,7 @@ fn bench(c: &mut Criterion) {
         std::fs::write(std::path::Path::new(&dir).join("push-1MB.json"), &big).unwrap();
     }
     let mut group = c.benchmark_group("push");
-    for (name, body) in [
-        ("fixture", PUSH.as_bytes().to_vec()),
-        ("1MB", big),
-    ] {
+    for (name, body) in [("fixture", PUSH.as_bytes().to_vec()), ("1MB", big)] {
         let headers = headers(&body);
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::new("intake", name), &body, |b, body| {
