@@ -122,6 +122,9 @@ struct RequestRecord {
     pending_posted: bool,
     /// Not built, on purpose, with this reason.
     not_built: Option<String>,
+    /// Nothing is left to do for this delivery.
+    #[serde(default)]
+    settled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -141,7 +144,7 @@ async fn handle_build_request(deps: &Deps, request: &BuildRequest) -> Outcome {
         Ok(None) => RequestRecord::default(),
         Err(e) => return state_failure(&e),
     };
-    if record.pending_posted || record.not_built.is_some() {
+    if record.settled || record.not_built.is_some() {
         return Outcome::Skipped("this delivery was already dispatched".into());
     }
     let context = deps.config.defaults.status_context.clone();
@@ -199,35 +202,80 @@ async fn handle_build_request(deps: &Deps, request: &BuildRequest) -> Outcome {
         }
     };
 
-    // Supersede the older build of the same branch or pull request.
-    if deps.config.supersede(repo)
-        && let Err(outcome) = supersede_previous(deps, &run, &context, &channels, now).await
-    {
-        return outcome;
+    if !record.pending_posted {
+        if run.final_status.is_some() {
+            // The build finished while this request waited for a retry: a pending status
+            // now would land after the final one.
+            record.settled = true;
+            if let Err(e) = put_json(deps, &request_key, &record, now + RECORD_TTL_SECS, now).await
+            {
+                warn!(error = %e, "settled, but not recorded");
+            }
+            return Outcome::Skipped("the build finished before its pending status".into());
+        }
+        // Supersede the older build of the same branch or pull request.
+        if deps.config.supersede(repo)
+            && let Err(outcome) = supersede_previous(deps, &run, &context, &channels, now).await
+        {
+            return outcome;
+        }
+        let status = CommitStatus {
+            state: CommitState::Pending,
+            target_url: Some(link(deps, &run)),
+            description: format!("Building on CodeBuild ({})", run.project),
+            context: context.clone(),
+        };
+        if let Err(outcome) =
+            post_status(deps, &run.repo, &run.sha, &status, run.installation_id).await
+        {
+            return outcome;
+        }
+        record.pending_posted = true;
+        if let Err(e) = put_json(deps, &request_key, &record, now + RECORD_TTL_SECS, now).await {
+            warn!(error = %e, "pending posted, but not recorded");
+        }
+        notify(
+            deps,
+            NotificationKind::BuildStarted,
+            &run,
+            &channels,
+            |_| {},
+        )
+        .await;
     }
 
-    let status = CommitStatus {
-        state: CommitState::Pending,
-        target_url: Some(link(deps, &run)),
-        description: format!("Building on CodeBuild ({})", run.project),
-        context,
-    };
-    if let Err(outcome) = post_status(deps, &run.repo, &run.sha, &status, run.installation_id).await
-    {
-        return outcome;
+    // The build may have finished while the pending status was on its way (a retry, or the
+    // two queues' consumers racing): the final status must be GitHub's last word.
+    match load_run(deps, &run.build_id, now).await {
+        Ok(Some(latest)) => {
+            if let Some(done) = &latest.final_status {
+                let status = CommitStatus {
+                    state: done.state,
+                    target_url: Some(link(deps, &latest)),
+                    description: done.description.clone(),
+                    context,
+                };
+                if let Err(outcome) = post_status(
+                    deps,
+                    &latest.repo,
+                    &latest.sha,
+                    &status,
+                    latest.installation_id,
+                )
+                .await
+                {
+                    return outcome;
+                }
+                info!("final status posted again after a late pending");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return state_failure(&e),
     }
-    record.pending_posted = true;
+    record.settled = true;
     if let Err(e) = put_json(deps, &request_key, &record, now + RECORD_TTL_SECS, now).await {
-        warn!(error = %e, "pending posted, but not recorded");
+        warn!(error = %e, "settled, but not recorded");
     }
-    notify(
-        deps,
-        NotificationKind::BuildStarted,
-        &run,
-        &channels,
-        |_| {},
-    )
-    .await;
     Outcome::Done
 }
 
@@ -454,6 +502,17 @@ async fn finalize(
         info!(target = %request.target, "deploy requested");
     }
 
+    // Recorded before it is posted, so that a pending status posted after it is followed by
+    // it again (see handle_build_request).
+    if run.final_status.is_none() {
+        run.final_status = Some(plan::FinalStatus {
+            state: verdict.state,
+            description: verdict.description.clone(),
+        });
+        save_run(deps, &run, now)
+            .await
+            .map_err(|e| state_failure(&e))?;
+    }
     let status = CommitStatus {
         state: verdict.state,
         target_url: Some(link(deps, &run)),

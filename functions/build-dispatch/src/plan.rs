@@ -47,6 +47,16 @@ pub struct Run {
     pub status: String,
     #[serde(default)]
     pub superseded_by: Option<String>,
+    /// The final commit status, recorded before it is posted: a pending status that a retry
+    /// posts later must be followed by this again.
+    #[serde(default)]
+    pub final_status: Option<FinalStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalStatus {
+    pub state: shared::github::client::CommitState,
+    pub description: String,
 }
 
 impl Run {
@@ -97,6 +107,7 @@ impl Run {
             log_url: build.log_url.clone(),
             status: BuildStatus::InProgress.as_str().into(),
             superseded_by: None,
+            final_status: None,
         }
     }
 
@@ -135,6 +146,7 @@ impl Run {
             log_url: build.log_url.clone(),
             status: BuildStatus::InProgress.as_str().into(),
             superseded_by: None,
+            final_status: None,
         })
     }
 

@@ -595,6 +595,35 @@ async fn github_failing_with_500_then_succeeding_ends_with_the_right_status() {
 }
 
 #[tokio::test]
+async fn a_build_that_finishes_before_the_retry_of_its_pending_status_keeps_its_final_status() {
+    let h = harness().await;
+    // GitHub fails the pending status; the build succeeds before the request's retry.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&h.github)
+        .await;
+    github_accepts(&h).await;
+    let body = messages::encode(&push("d-1", SHA_A, "feature"));
+    assert_eq!(run(&h, std::slice::from_ref(&body)).await, vec!["m-0"]);
+    assert_eq!(
+        run(&h, &[state_change("pax-user:build-1", "SUCCEEDED")]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(run(&h, &[body.clone()]).await, Vec::<String>::new());
+    let states: Vec<String> = statuses(&h).await.into_iter().map(|s| s.1).collect();
+    // The first pending is the one GitHub failed; none follows the final status.
+    assert_eq!(
+        states,
+        vec!["pending", "success"],
+        "no pending after the final status"
+    );
+    // And the request is settled: a further copy does nothing.
+    assert_eq!(run(&h, &[body]).await, Vec::<String>::new());
+    assert_eq!(statuses(&h).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_rate_limit_delays_that_message_only() {
     let h = harness().await;
     Mock::given(method("POST"))
