@@ -610,7 +610,10 @@ async fn a_build_that_finishes_before_the_retry_of_its_pending_status_keeps_its_
         run(&h, &[state_change("pax-user:build-1", "SUCCEEDED")]).await,
         Vec::<String>::new()
     );
-    assert_eq!(run(&h, &[body.clone()]).await, Vec::<String>::new());
+    assert_eq!(
+        run(&h, std::slice::from_ref(&body)).await,
+        Vec::<String>::new()
+    );
     let states: Vec<String> = statuses(&h).await.into_iter().map(|s| s.1).collect();
     // The first pending is the one GitHub failed; none follows the final status.
     assert_eq!(
