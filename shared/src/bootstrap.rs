@@ -15,6 +15,8 @@ pub const CONFIG_FILE: &str = "SHIPLINE_CONFIG_FILE";
 pub const SECRETS_ARN: &str = "SHIPLINE_SECRETS_ARN";
 pub const SECRETS_FILE: &str = "SHIPLINE_SECRETS_FILE";
 pub const STATE_TABLE: &str = "STATE_TABLE";
+/// The key `Bootstrap::warm` reads (never written).
+const WARM_UP_KEY: &str = "warm-up";
 pub const BUILD_QUEUE_URL: &str = "BUILD_QUEUE_URL";
 pub const DEPLOY_QUEUE_URL: &str = "DEPLOY_QUEUE_URL";
 pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
@@ -99,6 +101,24 @@ impl Bootstrap {
             .region()
             .map(|r| r.to_string())
             .unwrap_or_else(|| "us-east-1".to_string())
+    }
+
+    /// Opens, during init, the connections an HTTP function's first request needs (the queue
+    /// it sends to and the state table), so that its first answer after a cold start pays no
+    /// TLS handshake. A failure here is only logged: the request would open them anyway.
+    pub async fn warm(queue: &dyn Queue, state: &dyn StateStore) {
+        let started = std::time::Instant::now();
+        let (queue, state) = tokio::join!(queue.warm(), state.get(WARM_UP_KEY, 0));
+        if let Err(e) = queue {
+            tracing::warn!(error = %e, "could not open the queue connection during init");
+        }
+        if let Err(e) = state {
+            tracing::warn!(error = %e, "could not open the state table connection during init");
+        }
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "connections warm"
+        );
     }
 
     /// The DynamoDB state table named by `STATE_TABLE`.

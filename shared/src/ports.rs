@@ -82,6 +82,12 @@ impl Retryable for QueueError {
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, message: OutgoingMessage) -> Result<(), QueueError>;
+
+    /// Opens the connection `send` will use, without sending anything (a cold start's TLS
+    /// handshake belongs in the init phase, not in the first request's answer).
+    async fn warm(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

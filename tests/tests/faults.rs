@@ -252,12 +252,16 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
             .or_default()
             .push(c.body["state"].as_str().unwrap().to_string());
     }
+    // Pending then success; or only success, when the build finished before GitHub took the
+    // pending status (a pending then would land after the result).
+    let mut pending_skipped = 0;
     for (repo, sha, _) in &plan.builds {
-        assert_eq!(
-            per_commit.get(sha).map(Vec::as_slice),
-            Some(&["pending".to_string(), "success".to_string()][..]),
-            "statuses of {repo} {sha}"
-        );
+        let states = per_commit.get(sha).map(Vec::as_slice).unwrap_or_default();
+        match states {
+            [p, s] if p == "pending" && s == "success" => {}
+            [s] if s == "success" => pending_skipped += 1,
+            other => panic!("statuses of {repo} {sha}: {other:?}"),
+        }
     }
     assert_eq!(per_commit.len(), plan.builds.len());
 

@@ -19,5 +19,6 @@ async fn main() -> Result<(), Error> {
         clock: Arc::new(SystemClock),
         config: boot.config.clone(),
     };
+    Bootstrap::warm(deps.notify.as_ref(), deps.state.as_ref()).await;
     lambda_http::run(service_fn(|request| handle(&deps, request))).await
 }

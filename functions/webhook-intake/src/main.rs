@@ -18,5 +18,6 @@ async fn main() -> Result<(), Error> {
         config: boot.config.clone(),
         clock: Arc::new(SystemClock),
     };
+    Bootstrap::warm(deps.builds.as_ref(), deps.state.as_ref()).await;
     lambda_http::run(service_fn(|request| handle(&deps, request))).await
 }

@@ -54,6 +54,17 @@ impl Queue for SqsQueue {
             .map(|_| ())
             .map_err(queue_error)
     }
+
+    async fn warm(&self) -> Result<(), QueueError> {
+        self.client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(queue_error)
+    }
 }
 
 /// A service error other than throttling or a server fault means the request itself is wrong:

@@ -1,0 +1,332 @@
+//! Cold start and memory, as `scripts/coldstart` reports them: each function's release binary
+//! under the local Lambda Runtime API against AWS on moto (the endpoint in
+//! `SHIPLINE_TEST_AWS_ENDPOINT`), next to the `hello` binary built with the same profile.
+//!
+//! For each binary: the time from spawn to its first poll of `invocation/next` (init: config
+//! from SSM, secrets from Secrets Manager, clients built, connections opened), and to its
+//! first answered event, the median of several cold starts; then its peak resident memory
+//! (`VmHWM`) over 1,000 events, and its size on disk.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use e2e::aws;
+use e2e::runtime_api::{Outcome, RuntimeApi, http_api_event};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use serde_json::{Value, json};
+use shared::messages;
+
+const COLD_STARTS: usize = 7;
+const EVENTS: usize = 1000;
+const WEBHOOK_SECRET: &str = "coldstart webhook secret";
+const SENTRY_SECRET: &str = "coldstart sentry secret";
+const PUSH: &str = include_str!("../../testdata/github-push.json");
+const SENTRY_ISSUE: &str = include_str!("../../testdata/sentry-issue-created.json");
+const STATE_CHANGE: &str =
+    include_str!("../../testdata/codebuild-state-change-succeeded-with-envvars.json");
+
+struct Subject {
+    name: &'static str,
+    env: Vec<(String, String)>,
+    /// The i-th event it is given.
+    event: Box<dyn Fn(usize) -> Value>,
+}
+
+struct Figures {
+    name: &'static str,
+    first_poll_ms: f64,
+    first_answer_ms: f64,
+    peak_rss_mb: f64,
+    size_mb: f64,
+    errors: usize,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let sdk = aws::sdk_config().await;
+    let telegram = telegram_stand_in().await?;
+    let table = e2e::unique("state");
+    aws::create_state_table(&sdk, &table).await;
+    let builds = aws::create_fifo_queue(&sdk, &e2e::unique("builds")).await;
+    let deploys = aws::create_fifo_queue(&sdk, &e2e::unique("deploys")).await;
+    let notify = aws::create_queue(&sdk, &e2e::unique("notifications")).await;
+    let events_arn =
+        aws::queue_arn(&sdk, &aws::create_queue(&sdk, &e2e::unique("events")).await).await;
+    let notify_arn = aws::queue_arn(&sdk, &notify).await;
+    let deploys_arn = aws::queue_arn(&sdk, &deploys).await;
+    let param = format!("/{}/config", e2e::unique("shipline"));
+    aws::put_parameter(
+        &sdk,
+        &param,
+        "channels:\n  team: { telegram: { chat_id: -100123 } }\ndefaults:\n  notify: [team]\nrepos:\n  Codertocat/Hello-World:\n    codebuild_project: hello\n    deploy:\n      - branch: master\n        heroku: { app: hello-world }\nsentry:\n  projects:\n    front-end: { notify: [team] }\n",
+    )
+    .await;
+    let secret_arn = aws::create_secret(
+        &sdk,
+        &e2e::unique("secrets"),
+        &json!({
+            "github_webhook_secret": WEBHOOK_SECRET, "github_token": "ghp_x",
+            "heroku_api_key": "hk", "telegram_bot_token": "1:x",
+            "sentry_client_secret": SENTRY_SECRET,
+        })
+        .to_string(),
+    )
+    .await;
+    let common = |extra: &[(&str, &str)]| {
+        let mut env = aws::process_env();
+        for (k, v) in [
+            ("SHIPLINE_CONFIG_PARAM", param.as_str()),
+            ("SHIPLINE_SECRETS_ARN", secret_arn.as_str()),
+            ("STATE_TABLE", table.as_str()),
+            ("RUST_LOG", "warn"),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            env.push((k.to_string(), v.to_string()));
+        }
+        env
+    };
+
+    let subjects = vec![
+        Subject {
+            name: "hello",
+            env: aws::process_env(),
+            event: Box::new(|i| json!({ "n": i })),
+        },
+        Subject {
+            name: "webhook-intake",
+            env: common(&[("BUILD_QUEUE_URL", &builds)]),
+            event: Box::new(|i| {
+                let body = PUSH.as_bytes();
+                let headers = json!({
+                    "content-type": "application/json",
+                    "x-github-event": "push",
+                    "x-github-delivery": format!("cold-{i}"),
+                    "x-hub-signature-256": shared::github::webhook::sign(WEBHOOK_SECRET.as_bytes(), body),
+                });
+                http_api_event("/github", &headers, body, false)
+            }),
+        },
+        Subject {
+            name: "alert-forwarder",
+            env: common(&[("NOTIFY_QUEUE_URL", &notify)]),
+            event: Box::new(|i| {
+                let mut issue: Value = serde_json::from_str(SENTRY_ISSUE).unwrap();
+                issue["data"]["issue"]["id"] = json!(format!("{}", 1000 + i));
+                let body = issue.to_string();
+                let headers = json!({
+                    "content-type": "application/json",
+                    "sentry-hook-resource": "issue",
+                    "request-id": format!("cold-{i}"),
+                    "sentry-hook-signature": shared::sentry::sign(SENTRY_SECRET.as_bytes(), body.as_bytes()),
+                });
+                http_api_event("/sentry", &headers, body.as_bytes(), false)
+            }),
+        },
+        Subject {
+            name: "build-dispatch",
+            env: common(&[
+                ("DEPLOY_QUEUE_URL", &deploys),
+                ("NOTIFY_QUEUE_URL", &notify),
+            ]),
+            // A state change of a build shipline did not start: read the state, skip.
+            event: Box::new(move |_| sqs_event(&events_arn, STATE_CHANGE, None)),
+        },
+        Subject {
+            name: "deploy-promotion",
+            env: common(&[
+                ("NOTIFY_QUEUE_URL", &notify),
+                ("HEROKU_API_URL", "http://127.0.0.1:9"),
+            ]),
+            // A deploy to a target no rule names any more: read the config, skip.
+            event: Box::new(move |i| {
+                let request = messages::DeployRequest {
+                    v: messages::VERSION,
+                    repo: "Codertocat/Hello-World".into(),
+                    branch: "master".into(),
+                    sha: "6113728f27ae82c7b1a177c8d03f9e96e0adf246".into(),
+                    build_id: format!("hello:{i}"),
+                    log_url: None,
+                    target: "heroku:gone".into(),
+                    environment: "production".into(),
+                    artifacts: Default::default(),
+                    delivery_id: format!("cold-{i}"),
+                    commit_message: None,
+                    author: None,
+                    installation_id: None,
+                    requested_at: "2026-11-26T10:00:00Z".into(),
+                };
+                sqs_event(
+                    &deploys_arn,
+                    &messages::encode(&request),
+                    Some("heroku-gone"),
+                )
+            }),
+        },
+        Subject {
+            name: "notifier",
+            env: common(&[("TELEGRAM_API_URL", &telegram)]),
+            // A build's story on Telegram: read the thread, post or edit, record it.
+            event: Box::new(move |i| {
+                let notification = messages::Notification {
+                    v: messages::VERSION,
+                    kind: messages::NotificationKind::BuildStarted,
+                    thread_key: format!("build:{}", i % 50),
+                    channels: vec!["team".into()],
+                    facts: messages::Facts {
+                        repo: Some("Codertocat/Hello-World".into()),
+                        sha: Some("6113728f27ae82c7b1a177c8d03f9e96e0adf246".into()),
+                        branch: Some("master".into()),
+                        ..Default::default()
+                    },
+                    at: format!("2026-11-26T10:{:02}:{:02}Z", (i / 60) % 60, i % 60),
+                };
+                sqs_event(&notify_arn, &messages::encode(&notification), None)
+            }),
+        },
+    ];
+
+    let mut table_rows = Vec::new();
+    for subject in &subjects {
+        table_rows.push(measure(subject).await?);
+    }
+    print(&table_rows);
+    Ok(())
+}
+
+fn sqs_event(arn: &str, body: &str, group: Option<&str>) -> Value {
+    serde_json::to_value(shared::batch::sqs_event(arn, &[(body, group)])).unwrap()
+}
+
+fn binary(name: &str) -> PathBuf {
+    e2e::release_binary(name)
+}
+
+async fn measure(subject: &Subject) -> anyhow::Result<Figures> {
+    let path = binary(subject.name);
+    let mut polls = Vec::new();
+    let mut answers = Vec::new();
+    let mut errors = 0;
+    for round in 0..COLD_STARTS {
+        let api = RuntimeApi::start().await?;
+        let spawned = Instant::now();
+        let child = api.spawn(&path, subject.name, &subject.env)?;
+        let outcome = api
+            .invoke(&(subject.event)(round), Duration::from_secs(30))
+            .await?;
+        let answered = spawned.elapsed();
+        if let Outcome::Error(e) = outcome {
+            anyhow::bail!("{} answered an error: {e}", subject.name);
+        }
+        let first_poll = api.first_poll().expect("it polled") - spawned;
+        polls.push(first_poll.as_secs_f64() * 1000.0);
+        answers.push(answered.as_secs_f64() * 1000.0);
+        drop(child);
+        // The last cold start goes on to the memory run.
+        if round + 1 == COLD_STARTS {
+            let child = api.spawn(&path, subject.name, &subject.env)?;
+            let pid = child.id().expect("running");
+            for i in 0..EVENTS {
+                match api
+                    .invoke(&(subject.event)(COLD_STARTS + i), Duration::from_secs(30))
+                    .await?
+                {
+                    Outcome::Response(r)
+                        if r.get("statusCode")
+                            .is_some_and(|s| s.as_u64().unwrap_or(0) >= 400) =>
+                    {
+                        errors += 1
+                    }
+                    Outcome::Response(r)
+                        if r.get("batchItemFailures")
+                            .and_then(|f| f.as_array())
+                            .is_some_and(|f| !f.is_empty()) =>
+                    {
+                        errors += 1
+                    }
+                    Outcome::Error(_) => errors += 1,
+                    _ => {}
+                }
+            }
+            let peak = peak_rss_kb(pid)? as f64 / 1024.0;
+            drop(child);
+            polls.sort_by(f64::total_cmp);
+            answers.sort_by(f64::total_cmp);
+            return Ok(Figures {
+                name: subject.name,
+                first_poll_ms: polls[polls.len() / 2],
+                first_answer_ms: answers[answers.len() / 2],
+                peak_rss_mb: peak,
+                size_mb: std::fs::metadata(&path)?.len() as f64 / 1_048_576.0,
+                errors,
+            });
+        }
+    }
+    unreachable!()
+}
+
+/// The process's peak resident set (`VmHWM` in /proc), in KiB.
+fn peak_rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM for {pid}"))
+}
+
+fn print(rows: &[Figures]) {
+    let hello = &rows[0];
+    println!(
+        "\n{:<18}{:>14}{:>10}{:>17}{:>14}{:>12}{:>10}",
+        "binary", "first poll ms", "× hello", "first answer ms", "peak RSS MB", "size MB", "errors"
+    );
+    for r in rows {
+        println!(
+            "{:<18}{:>14.1}{:>9.1}×{:>17.1}{:>14.1}{:>12.1}{:>10}",
+            r.name,
+            r.first_poll_ms,
+            r.first_poll_ms / hello.first_poll_ms,
+            r.first_answer_ms,
+            r.peak_rss_mb,
+            r.size_mb,
+            r.errors
+        );
+    }
+    println!(
+        "(median of {COLD_STARTS} cold starts; peak RSS over {EVENTS} events; AWS is moto on loopback, so no TLS: see docs/PERFORMANCE.md)"
+    );
+}
+
+/// Answers every Bot API call with success, as Telegram does for a good `sendMessage` or
+/// `editMessageText`. Returns its base URL.
+async fn telegram_stand_in() -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(
+                                br#"{"ok":true,"result":{"message_id":1}}"#,
+                            )))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(format!("http://{addr}"))
+}
