@@ -387,7 +387,7 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
     println!("outcome:");
     println!("  {:>5}  builds started, each once", started.len());
     println!(
-        "  {:>5}  commit statuses (pending + success per commit), each once",
+        "  {:>5}  commit statuses, each once: pending then success ({pending_skipped} commit(s) finished before GitHub took their pending: success only)",
         per_commit.values().map(Vec::len).sum::<usize>()
     );
     println!(
