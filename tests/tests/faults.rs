@@ -76,6 +76,12 @@ struct Plan {
 #[tokio::test]
 #[ignore = "needs moto: run scripts/test (or scripts/fault-injection for 1,000 webhooks)"]
 async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
+    // The handlers' logs (warnings by default) go to stderr, for a run that fails.
+    if std::env::var_os("RUST_LOG").is_none() {
+        // SAFETY: set before any thread of this test reads the environment.
+        unsafe { std::env::set_var("RUST_LOG", "warn") };
+    }
+    shared::telemetry::init();
     let total: usize = std::env::var("SHIPLINE_FAULT_WEBHOOKS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -96,6 +102,7 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
         server_error_every: 19,
         rate_limit_every: 31,
         timeout_every: 97,
+        scattered: true,
     };
     let pipeline = Pipeline::new(
         &config,

@@ -289,13 +289,20 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
         return retry("deploy target", e, None);
     }
     let started = tokio::time::Instant::now();
-    while let Ok(Release::Pending { id, .. }) = &release {
-        if progress.release_id.as_deref() != Some(id) {
+    loop {
+        // Whatever comes next may fail and retry the message: the retry must follow this
+        // release, not make another.
+        if let Ok(Release::Pending { id, .. } | Release::Live { id, .. }) = &release
+            && progress.release_id.as_deref() != Some(id)
+        {
             progress.release_id = Some(id.clone());
             if let Err(e) = put_json(deps, &progress_key(&request.target), &progress).await {
-                warn!(error = %e, "release id not recorded");
+                warn!(error = %e, "release id not recorded; a retry may release again");
             }
         }
+        let Ok(Release::Pending { id, .. }) = &release else {
+            break;
+        };
         if started.elapsed() >= deps.follow.budget {
             return Outcome::Retry {
                 reason: format!("release {id} still pending"),

@@ -40,6 +40,9 @@ pub struct Faults {
     pub rate_limit_every: u64,
     /// Every n-th call answers only after the client has given up.
     pub timeout_every: u64,
+    /// One call in n on average, at scattered calls, instead of exactly every n-th: a strict
+    /// period can fall in step with a retry loop and fail the same message every time.
+    pub scattered: bool,
 }
 
 impl Faults {
@@ -47,11 +50,25 @@ impl Faults {
         server_error_every: 0,
         rate_limit_every: 0,
         timeout_every: 0,
+        scattered: false,
     };
 
-    fn hits(every: u64, n: u64, offset: u64) -> bool {
+    fn hits(&self, every: u64, n: u64, offset: u64) -> bool {
+        let n = if self.scattered {
+            scatter(n ^ offset)
+        } else {
+            n
+        };
         every > 0 && n % every == offset % every
     }
+}
+
+/// splitmix64: a fixed, well-mixed permutation of the call counter.
+fn scatter(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// One call a fake answered with success.
@@ -102,15 +119,15 @@ impl Respond for Responder {
         let n = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let f = self.faults;
         let mut record = self.record.lock().unwrap();
-        if Faults::hits(f.timeout_every, n, 5) {
+        if f.hits(f.timeout_every, n, 5) {
             record.timed_out += 1;
             return ResponseTemplate::new(504).set_delay(HTTP_TIMEOUT * 2);
         }
-        if Faults::hits(f.server_error_every, n, 3) {
+        if f.hits(f.server_error_every, n, 3) {
             record.server_errors += 1;
             return ResponseTemplate::new(500).set_body_string("injected");
         }
-        if Faults::hits(f.rate_limit_every, n, 1) {
+        if f.hits(f.rate_limit_every, n, 1) {
             record.rate_limited += 1;
             return self.rate_limit.clone();
         }
