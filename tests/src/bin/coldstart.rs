@@ -38,6 +38,8 @@ struct Figures {
     name: &'static str,
     first_poll_ms: f64,
     first_answer_ms: f64,
+    /// Spawn → first poll with the config and secrets read from files.
+    first_poll_files_ms: f64,
     peak_rss_mb: f64,
     size_mb: f64,
     errors: usize,
@@ -56,24 +58,24 @@ async fn main() -> anyhow::Result<()> {
         aws::queue_arn(&sdk, &aws::create_queue(&sdk, &e2e::unique("events")).await).await;
     let notify_arn = aws::queue_arn(&sdk, &notify).await;
     let deploys_arn = aws::queue_arn(&sdk, &deploys).await;
+    let config = "channels:\n  team: { telegram: { chat_id: -100123 } }\ndefaults:\n  notify: [team]\nrepos:\n  Codertocat/Hello-World:\n    codebuild_project: hello\n    deploy:\n      - branch: master\n        heroku: { app: hello-world }\nsentry:\n  projects:\n    front-end: { notify: [team] }\n";
+    let secrets = json!({
+        "github_webhook_secret": WEBHOOK_SECRET, "github_token": "ghp_x",
+        "heroku_api_key": "hk", "telegram_bot_token": "1:x",
+        "sentry_client_secret": SENTRY_SECRET,
+    })
+    .to_string();
     let param = format!("/{}/config", e2e::unique("shipline"));
-    aws::put_parameter(
-        &sdk,
-        &param,
-        "channels:\n  team: { telegram: { chat_id: -100123 } }\ndefaults:\n  notify: [team]\nrepos:\n  Codertocat/Hello-World:\n    codebuild_project: hello\n    deploy:\n      - branch: master\n        heroku: { app: hello-world }\nsentry:\n  projects:\n    front-end: { notify: [team] }\n",
-    )
-    .await;
-    let secret_arn = aws::create_secret(
-        &sdk,
-        &e2e::unique("secrets"),
-        &json!({
-            "github_webhook_secret": WEBHOOK_SECRET, "github_token": "ghp_x",
-            "heroku_api_key": "hk", "telegram_bot_token": "1:x",
-            "sentry_client_secret": SENTRY_SECRET,
-        })
-        .to_string(),
-    )
-    .await;
+    aws::put_parameter(&sdk, &param, config).await;
+    let secret_arn = aws::create_secret(&sdk, &e2e::unique("secrets"), &secrets).await;
+    // The same config and secrets as files: init without the two AWS reads, to tell the
+    // functions' own init cost from moto's answers.
+    let files = std::env::temp_dir().join(e2e::unique("coldstart"));
+    std::fs::create_dir_all(&files)?;
+    std::fs::write(files.join("shipline.yaml"), config)?;
+    std::fs::write(files.join("secrets.json"), &secrets)?;
+    let config_file = files.join("shipline.yaml").display().to_string();
+    let secrets_file = files.join("secrets.json").display().to_string();
     let common = |extra: &[(&str, &str)]| {
         let mut env = aws::process_env();
         for (k, v) in [
@@ -191,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut table_rows = Vec::new();
     for subject in &subjects {
-        table_rows.push(measure(subject).await?);
+        table_rows.push(measure(subject, &config_file, &secrets_file).await?);
     }
     print(&table_rows);
     Ok(())
@@ -205,7 +207,48 @@ fn binary(name: &str) -> PathBuf {
     e2e::release_binary(name)
 }
 
-async fn measure(subject: &Subject) -> anyhow::Result<Figures> {
+/// The same environment, with the config and secrets from files instead of SSM and Secrets
+/// Manager.
+fn from_files(env: &[(String, String)], config: &str, secrets: &str) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| k != "SHIPLINE_CONFIG_PARAM" && k != "SHIPLINE_SECRETS_ARN")
+        .cloned()
+        .collect();
+    if env.iter().any(|(k, _)| k == "STATE_TABLE") {
+        env.push(("SHIPLINE_CONFIG_FILE".into(), config.into()));
+        env.push(("SHIPLINE_SECRETS_FILE".into(), secrets.into()));
+    }
+    env
+}
+
+/// The median time from spawn to the first poll over a few cold starts.
+async fn first_poll_median(subject: &Subject, env: &[(String, String)]) -> anyhow::Result<f64> {
+    let path = binary(subject.name);
+    let mut polls = Vec::new();
+    for round in 0..COLD_STARTS {
+        let api = RuntimeApi::start().await?;
+        let spawned = Instant::now();
+        let child = api.spawn(&path, subject.name, env)?;
+        api.invoke(&(subject.event)(10_000 + round), Duration::from_secs(30))
+            .await?;
+        polls.push((api.first_poll().expect("it polled") - spawned).as_secs_f64() * 1000.0);
+        drop(child);
+    }
+    polls.sort_by(f64::total_cmp);
+    Ok(polls[polls.len() / 2])
+}
+
+async fn measure(
+    subject: &Subject,
+    config_file: &str,
+    secrets_file: &str,
+) -> anyhow::Result<Figures> {
+    let first_poll_files_ms = first_poll_median(
+        subject,
+        &from_files(&subject.env, config_file, secrets_file),
+    )
+    .await?;
     let path = binary(subject.name);
     let mut polls = Vec::new();
     let mut answers = Vec::new();
@@ -225,8 +268,10 @@ async fn measure(subject: &Subject) -> anyhow::Result<Figures> {
         polls.push(first_poll.as_secs_f64() * 1000.0);
         answers.push(answered.as_secs_f64() * 1000.0);
         drop(child);
-        // The last cold start goes on to the memory run.
+        // After the last cold start, the memory run.
         if round + 1 == COLD_STARTS {
+            // A fresh API: the killed process's long poll would swallow the next event.
+            let api = RuntimeApi::start().await?;
             let child = api.spawn(&path, subject.name, &subject.env)?;
             let pid = child.id().expect("running");
             for i in 0..EVENTS {
@@ -259,6 +304,7 @@ async fn measure(subject: &Subject) -> anyhow::Result<Figures> {
                 name: subject.name,
                 first_poll_ms: polls[polls.len() / 2],
                 first_answer_ms: answers[answers.len() / 2],
+                first_poll_files_ms,
                 peak_rss_mb: peak,
                 size_mb: std::fs::metadata(&path)?.len() as f64 / 1_048_576.0,
                 errors,
@@ -281,15 +327,24 @@ fn peak_rss_kb(pid: u32) -> anyhow::Result<u64> {
 fn print(rows: &[Figures]) {
     let hello = &rows[0];
     println!(
-        "\n{:<18}{:>14}{:>10}{:>17}{:>14}{:>12}{:>10}",
-        "binary", "first poll ms", "× hello", "first answer ms", "peak RSS MB", "size MB", "errors"
+        "\n{:<18}{:>11}{:>9}{:>15}{:>13}{:>13}{:>10}{:>9}{:>8}",
+        "binary",
+        "poll ms",
+        "× hello",
+        "poll, files ms",
+        "answer ms",
+        "peak RSS MB",
+        "size MB",
+        "errors",
+        ""
     );
     for r in rows {
         println!(
-            "{:<18}{:>14.1}{:>9.1}×{:>17.1}{:>14.1}{:>12.1}{:>10}",
+            "{:<18}{:>11.1}{:>8.1}×{:>15.1}{:>13.1}{:>13.1}{:>10.1}{:>9}",
             r.name,
             r.first_poll_ms,
             r.first_poll_ms / hello.first_poll_ms,
+            r.first_poll_files_ms,
             r.first_answer_ms,
             r.peak_rss_mb,
             r.size_mb,
@@ -297,7 +352,11 @@ fn print(rows: &[Figures]) {
         );
     }
     println!(
-        "(median of {COLD_STARTS} cold starts; peak RSS over {EVENTS} events; AWS is moto on loopback, so no TLS: see docs/PERFORMANCE.md)"
+        "poll: spawn → first poll of invocation/next (config from SSM, secrets from Secrets Manager,\n\
+         clients built, HTTP functions' connections opened); poll, files: the same with the config\n\
+         and secrets read from files; answer: spawn → first event answered. Medians of {COLD_STARTS}\n\
+         cold starts; peak RSS over {EVENTS} events. AWS is moto on loopback (no TLS): see\n\
+         docs/PERFORMANCE.md."
     );
 }
 
