@@ -143,6 +143,16 @@ async fn github_accepts(h: &Harness) {
         .await;
 }
 
+/// GitHub answers the first POST with 500, then accepts statuses.
+async fn github_fails_once_then_accepts(h: &Harness) {
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&h.github)
+        .await;
+    github_accepts(h).await;
+}
+
 /// Every status GitHub received: (sha, state, description).
 async fn statuses(h: &Harness) -> Vec<(String, String, String)> {
     h.github
@@ -572,12 +582,7 @@ async fn a_lost_event_is_finalised_by_the_sweep() {
 #[tokio::test]
 async fn github_failing_with_500_then_succeeding_ends_with_the_right_status() {
     let h = harness().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .mount(&h.github)
-        .await;
-    github_accepts(&h).await;
+    github_fails_once_then_accepts(&h).await;
     let body = messages::encode(&push("d-1", SHA_A, "master"));
     assert_eq!(
         run(&h, std::slice::from_ref(&body)).await,
@@ -596,14 +601,9 @@ async fn github_failing_with_500_then_succeeding_ends_with_the_right_status() {
 
 #[tokio::test]
 async fn a_build_that_finishes_before_the_retry_of_its_pending_status_keeps_its_final_status() {
-    let h = harness().await;
     // GitHub fails the pending status; the build succeeds before the request's retry.
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .mount(&h.github)
-        .await;
-    github_accepts(&h).await;
+    let h = harness().await;
+    github_fails_once_then_accepts(&h).await;
     let body = messages::encode(&push("d-1", SHA_A, "feature"));
     assert_eq!(run(&h, std::slice::from_ref(&body)).await, vec!["m-0"]);
     assert_eq!(
