@@ -141,7 +141,7 @@ pub async fn run(fail: bool, ui: Arc<Ui>) -> anyhow::Result<()> {
         .header("x-github-delivery", format!("demo-{}", &sha[..12]))
         .header(
             "x-hub-signature-256",
-            shared::github::webhook::sign(SECRET.as_bytes(), &body),
+            webhook_intake::webhook::sign(SECRET.as_bytes(), &body),
         )
         .body(body)
         .send()

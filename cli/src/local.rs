@@ -9,19 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsEvent;
+use deploy_promotion::deployer::Deployer;
+use deploy_promotion::targets::{Heroku, Hook, Targets};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use shared::adapters::chat::Console;
-use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
-use shared::adapters::local::{LocalBuildRunner, LocalGitHub};
+use notifier::chat::ChatChannel;
 use shared::adapters::memory::{MemoryQueue, MemoryRedelivery, MemoryStateStore};
 use shared::config::{Channel, Config};
-use shared::deploy::Deployer;
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{self, Notification};
-use shared::ports::{ChatChannel, GitHub, OutgoingMessage, SystemClock};
+use shared::ports::{GitHub, OutgoingMessage, SystemClock};
+
+use crate::adapters::builds::LocalBuildRunner;
+use crate::adapters::command::Command;
+use crate::adapters::console::Console;
+use crate::adapters::github::LocalGitHub;
 use shared::secrets::Secrets;
 
 pub struct Stack {
@@ -75,14 +79,14 @@ impl Stack {
         };
         let heroku: Option<Arc<dyn Deployer>> = secrets.get("heroku_api_key").map(|key| {
             let base = std::env::var("HEROKU_API_URL")
-                .unwrap_or_else(|_| shared::adapters::deploy::HEROKU_PUBLIC_API.into());
+                .unwrap_or_else(|_| deploy_promotion::targets::HEROKU_PUBLIC_API.into());
             Arc::new(Heroku::new(http.clone(), &base, key.clone())) as Arc<dyn Deployer>
         });
         let mut channels: std::collections::HashMap<String, Arc<dyn ChatChannel>> =
             Default::default();
         let console: Arc<dyn ChatChannel> = Arc::new(Console::stdout());
         for (name, channel) in &config.channels {
-            if matches!(channel, Channel::Console {}) {
+            if matches!(channel, Channel::Console(_)) {
                 channels.insert(name.clone(), console.clone());
             }
         }
@@ -90,7 +94,7 @@ impl Stack {
             &config,
             &secrets,
             &http,
-            shared::adapters::chat::TELEGRAM_PUBLIC_API,
+            notifier::chat::TELEGRAM_PUBLIC_API,
         )?;
         for (name, channel) in remote {
             channels.entry(name).or_insert(channel);
@@ -120,7 +124,7 @@ impl Stack {
                 deployer: Arc::new(Targets {
                     heroku,
                     hook: Arc::new(Hook::new(http.clone(), secrets.clone())),
-                    command: Arc::new(Command),
+                    command: Some(Arc::new(Command)),
                 }),
                 state: state.clone(),
                 notify: notify_queue.clone(),

@@ -1,5 +1,6 @@
 //! `shipline`: the pipeline on one machine, and the tools to run it on AWS.
 
+mod adapters;
 mod demo;
 mod local;
 mod serve;
@@ -301,12 +302,12 @@ fn sign(
     if sentry {
         println!(
             "Sentry-Hook-Signature: {}",
-            shared::sentry::sign(secret.as_bytes(), &body)
+            alert_forwarder::sentry::sign(secret.as_bytes(), &body)
         );
     } else {
         println!(
             "X-Hub-Signature-256: {}",
-            shared::github::webhook::sign(secret.as_bytes(), &body)
+            webhook_intake::webhook::sign(secret.as_bytes(), &body)
         );
     }
     Ok(())

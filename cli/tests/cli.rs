@@ -336,7 +336,7 @@ async fn serve_builds_a_real_webhook_and_stops_gracefully() {
         .header("x-github-delivery", "serve-1")
         .header(
             "x-hub-signature-256",
-            shared::github::webhook::sign(b"serve-secret", body.as_bytes()),
+            webhook_intake::webhook::sign(b"serve-secret", body.as_bytes()),
         )
         .body(body)
         .send()

@@ -6,7 +6,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use shared::config::Config;
-use shared::github::webhook::{self, PullRequestEvent, PushEvent};
+use webhook_intake::webhook::{self, PullRequestEvent, PushEvent};
 
 const SECRET: &[u8] = b"fuzz secret";
 const CONFIG: &str = "repos:\n  Codertocat/Hello-World:\n    codebuild_project: hello\n    deploy:\n      - branch: master\n        heroku: { app: hello }\n";

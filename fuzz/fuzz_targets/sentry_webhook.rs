@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared::sentry;
+use alert_forwarder::sentry;
 
 const SECRET: &[u8] = b"fuzz sentry secret";
 const RESOURCES: [&str; 6] = [

@@ -8,6 +8,7 @@ use crate::adapters::dynamodb::DynamoStateStore;
 use crate::adapters::sqs::SqsQueue;
 use crate::config::{Config, ConfigError};
 use crate::ports::{Queue, StateStore};
+use crate::records::StateKey;
 use crate::secrets::{Secrets, SecretsError};
 
 pub const CONFIG_PARAM: &str = "SHIPLINE_CONFIG_PARAM";
@@ -15,8 +16,6 @@ pub const CONFIG_FILE: &str = "SHIPLINE_CONFIG_FILE";
 pub const SECRETS_ARN: &str = "SHIPLINE_SECRETS_ARN";
 pub const SECRETS_FILE: &str = "SHIPLINE_SECRETS_FILE";
 pub const STATE_TABLE: &str = "STATE_TABLE";
-/// The key `Bootstrap::warm` reads (never written).
-const WARM_UP_KEY: &str = "warm-up";
 pub const BUILD_QUEUE_URL: &str = "BUILD_QUEUE_URL";
 pub const DEPLOY_QUEUE_URL: &str = "DEPLOY_QUEUE_URL";
 pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
@@ -51,11 +50,13 @@ fn required(name: &str) -> Result<String, BootstrapError> {
 
 impl Bootstrap {
     /// Loads the AWS settings (region, credentials, `AWS_ENDPOINT_URL`), then the config and the
-    /// secrets side by side, and checks that every secret the config names is there.
+    /// secrets side by side, refuses the local stack's parts (`console`, `command`), and checks
+    /// that every secret the config names is there.
     pub async fn from_env() -> Result<Self, BootstrapError> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let (config, secrets) = tokio::join!(load_config(&aws), load_secrets(&aws));
         let (config, secrets) = (config?, secrets?);
+        config.refuse_local_only()?;
         config.check_secrets(&secrets)?;
         Ok(Self {
             aws,
@@ -73,21 +74,10 @@ impl Bootstrap {
         )))
     }
 
-    /// `GITHUB_API_URL`, else the public API.
-    pub fn github_api_url(&self) -> String {
-        var(GITHUB_API_URL).unwrap_or_else(|| crate::github::client::PUBLIC_API.to_string())
-    }
-
-    /// `HEROKU_API_URL`, else the public Platform API.
-    pub fn heroku_api_url(&self) -> String {
-        var(HEROKU_API_URL)
-            .unwrap_or_else(|| crate::adapters::deploy::HEROKU_PUBLIC_API.to_string())
-    }
-
-    /// `TELEGRAM_API_URL`, else the public Bot API.
-    pub fn telegram_api_url(&self) -> String {
-        var(TELEGRAM_API_URL)
-            .unwrap_or_else(|| crate::adapters::chat::TELEGRAM_PUBLIC_API.to_string())
+    /// A service's base URL: the environment variable `var_name` (a local fake, GitHub
+    /// Enterprise Server), else `public`.
+    pub fn api_url(&self, var_name: &str, public: &str) -> String {
+        var(var_name).unwrap_or_else(|| public.to_string())
     }
 
     /// The SQS queue in `var_name`, when it is set.
@@ -108,7 +98,8 @@ impl Bootstrap {
     /// TLS handshake. A failure here is only logged: the request would open them anyway.
     pub async fn warm(queue: &dyn Queue, state: &dyn StateStore) {
         let started = std::time::Instant::now();
-        let (queue, state) = tokio::join!(queue.warm(), state.get(WARM_UP_KEY, 0));
+        let key = StateKey::WarmUp.to_string();
+        let (queue, state) = tokio::join!(queue.warm(), state.get(&key, 0));
         if let Err(e) = queue {
             tracing::warn!(error = %e, "could not open the queue connection during init");
         }

@@ -59,9 +59,15 @@ pub enum Channel {
     Telegram(TelegramChannel),
     Slack(WebhookChannel),
     Discord(WebhookChannel),
-    /// Prints to standard output: the local demo's chat.
-    Console {},
+    /// Prints to standard output: the local stack's chat (`shipline demo` / `serve`). Only the
+    /// `shipline` command can run it; a Lambda function refuses a config that names it.
+    Console(Spanned<LocalChannel>),
 }
+
+/// The console channel has no settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalChannel {}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,7 +185,8 @@ pub struct DeployRule {
     pub heroku: Option<HerokuTarget>,
     #[serde(default)]
     pub hook: Option<HookTarget>,
-    /// Runs a local command: the demo's deploy target.
+    /// Runs a local command: the local stack's deploy target. Only the `shipline` command can
+    /// run it; a Lambda function refuses a config that names it.
     #[serde(default)]
     pub command: Option<CommandTarget>,
 }
@@ -213,7 +220,7 @@ pub struct HookTarget {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandTarget {
-    pub run: String,
+    pub run: Spanned<String>,
 }
 
 /// What a deploy rule releases to, named for queues and records: one FIFO group per target.
@@ -414,6 +421,33 @@ impl Config {
         }
     }
 
+    /// Refuses the parts that only the local stack can run: the `console` channel and the
+    /// `command` deploy target (`sh -c` on the machine that runs it). A Lambda function calls
+    /// this at cold start, so a config written for `shipline demo` never reaches production.
+    pub fn refuse_local_only(&self) -> Result<(), ConfigError> {
+        for (name, channel) in &self.channels {
+            if let Channel::Console(c) = channel {
+                return Err(ConfigError::invalid(
+                    &format!("channels.{name}.console"),
+                    &c.referenced,
+                    "the console channel prints on the machine running `shipline demo` or `shipline serve`; a deployed function cannot use it (use telegram, slack or discord)",
+                ));
+            }
+        }
+        for (repo_name, repo) in &self.repos {
+            for (i, rule) in repo.deploy.iter().enumerate() {
+                if let Some(command) = &rule.command {
+                    return Err(ConfigError::invalid(
+                        &format!("repos.{repo_name}.deploy[{i}].command"),
+                        &command.run.referenced,
+                        "a command target runs on the machine running `shipline demo` or `shipline serve`; a deployed function cannot use it (use heroku or hook)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every secret the config names must be present.
     pub fn check_secrets(&self, secrets: &Secrets) -> Result<(), ConfigError> {
         let mut named: Vec<(String, &Spanned<String>)> = Vec::new();
@@ -431,7 +465,7 @@ impl Config {
                         )));
                     }
                 }
-                Channel::Console {} => {}
+                Channel::Console(_) => {}
             }
         }
         for (repo_name, repo) in &self.repos {
@@ -560,6 +594,21 @@ sentry:
   projects:
     gateway: { notify: [team, alerts], min_level: error, throttle: 10m }
 "#;
+
+    #[test]
+    fn the_local_stacks_parts_are_refused_by_a_deployed_function_with_key_and_line() {
+        let config = Config::from_yaml(EXAMPLE).unwrap();
+        config.refuse_local_only().unwrap();
+        let console = Config::from_yaml("channels:\n  team: { console: {} }\n").unwrap();
+        let e = console.refuse_local_only().unwrap_err().to_string();
+        assert!(e.contains("channels.team.console at line 2"), "{e}");
+        let command = Config::from_yaml(
+            "repos:\n  o/r:\n    codebuild_project: p\n    deploy:\n      - branch: master\n        command: { run: 'echo hi' }\n",
+        )
+        .unwrap();
+        let e = command.refuse_local_only().unwrap_err().to_string();
+        assert!(e.contains("repos.o/r.deploy[0].command at line 6"), "{e}");
+    }
 
     #[test]
     fn the_architecture_example_loads() {

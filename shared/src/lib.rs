@@ -1,16 +1,19 @@
-//! shipline's shared library: what two or more functions need. Pure logic (verification,
-//! config, contracts) sits beside the ports and their adapters; nothing here reads the
-//! environment except `bootstrap`, which each function's `main` calls once.
+//! shipline's shared library: the contracts and the plumbing that more than one function uses,
+//! and nothing else. The queue messages, the config, the secrets, the state records and their
+//! keys, the ports with their AWS adapters and in-memory twins, the GitHub client, the SQS batch
+//! runner, HTTP failure classification, signatures, logs. A module that one function alone uses
+//! lives in that function's crate. Nothing here reads the environment except `bootstrap`, which
+//! each function's `main` calls once.
 
 pub mod adapters;
 pub mod batch;
 pub mod bootstrap;
-pub mod codebuild;
 pub mod config;
-pub mod deploy;
 pub mod github;
+pub mod http;
 pub mod messages;
 pub mod ports;
+pub mod records;
 pub mod secrets;
-pub mod sentry;
+pub mod signature;
 pub mod telemetry;

@@ -7,7 +7,8 @@ use e2e::runtime_api::{Outcome, RuntimeApi, http_api_event};
 use serde_json::json;
 use shared::messages::{self, Notification, NotificationKind};
 
-const ISSUE: &[u8] = include_bytes!("../testdata/sentry-issue-created.json");
+const ISSUE: &[u8] =
+    include_bytes!("../../functions/alert-forwarder/testdata/sentry-issue-created.json");
 
 #[tokio::test]
 #[ignore = "needs moto and the release binary: run scripts/test"]
@@ -53,7 +54,7 @@ async fn the_release_binary_answers_a_signed_issue_alert_and_queues_the_notifica
     let headers = json!({
         "content-type": "application/json",
         "sentry-hook-resource": "issue",
-        "sentry-hook-signature": shared::sentry::sign(b"e2e sentry secret", ISSUE),
+        "sentry-hook-signature": alert_forwarder::sentry::sign(b"e2e sentry secret", ISSUE),
         "request-id": "e2e-1",
     });
     let event = http_api_event("/sentry", &headers, ISSUE, false);
@@ -64,7 +65,7 @@ async fn the_release_binary_answers_a_signed_issue_alert_and_queues_the_notifica
     assert_eq!(response["statusCode"], 202, "{response}");
 
     let mut forged = headers.clone();
-    forged["sentry-hook-signature"] = json!(shared::sentry::sign(b"guess", ISSUE));
+    forged["sentry-hook-signature"] = json!(alert_forwarder::sentry::sign(b"guess", ISSUE));
     let Outcome::Response(response) = api
         .invoke(
             &http_api_event("/sentry", &forged, ISSUE, false),

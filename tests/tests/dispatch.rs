@@ -5,25 +5,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use build_dispatch::codebuild::aws::CodeBuild;
 use e2e::aws;
 use e2e::runtime_api::{Outcome, RuntimeApi};
 use serde_json::{Value, json};
-use shared::adapters::codebuild::CodeBuild;
 use shared::adapters::dynamodb::DynamoStateStore;
 use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
-use shared::github::webhook::sign;
 use shared::messages::{self, DeployRequest, Notification, NotificationKind};
 use shared::ports::SystemClock;
 use shared::secrets::SecretString;
+use webhook_intake::webhook::sign;
 use wiremock::matchers::{header, method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const SECRET: &str = "e2e webhook secret";
-const PUSH: &str = include_str!("../testdata/github-push.json");
-const STATE_CHANGE: &str =
-    include_str!("../testdata/codebuild-state-change-succeeded-with-envvars.json");
+const PUSH: &str = include_str!("../../functions/webhook-intake/testdata/github-push.json");
+const STATE_CHANGE: &str = include_str!(
+    "../../functions/build-dispatch/testdata/codebuild-state-change-succeeded-with-envvars.json"
+);
 const SHA_A: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 const SHA_B: &str = "b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
 

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{FaultPlan, Faults, Pipeline, REFUSED_CHAT};
 
-const PUSH: &str = include_str!("../testdata/github-push.json");
-const PR_OPENED: &str = include_str!("../testdata/github-pull_request-opened.json");
-const SENTRY_ISSUE: &str = include_str!("../testdata/sentry-issue-created.json");
+const PUSH: &str = include_str!("../../functions/webhook-intake/testdata/github-push.json");
+const PR_OPENED: &str =
+    include_str!("../../functions/webhook-intake/testdata/github-pull_request-opened.json");
+const SENTRY_ISSUE: &str =
+    include_str!("../../functions/alert-forwarder/testdata/sentry-issue-created.json");
 
 /// A commit id whose first seven characters (what the chat shows) are unique to `i`.
 fn sha(i: usize) -> String {

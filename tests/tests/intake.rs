@@ -10,16 +10,18 @@ use serde_json::{Value, json};
 use shared::adapters::dynamodb::DynamoStateStore;
 use shared::adapters::sqs::SqsQueue;
 use shared::config::Config;
-use shared::github::webhook::sign;
 use shared::messages::{self, BuildRequest, Trigger};
 use shared::ports::SystemClock;
 use shared::secrets::SecretString;
+use webhook_intake::webhook::sign;
 
 const SECRET: &str = "e2e webhook secret";
-const PUSH: &[u8] = include_bytes!("../testdata/github-push.json");
-const PR_OPENED: &[u8] = include_bytes!("../testdata/github-pull_request-opened.json");
-const PR_SYNC: &[u8] = include_bytes!("../testdata/github-pull_request-synchronize.json");
-const PING: &[u8] = include_bytes!("../testdata/github-ping.json");
+const PUSH: &[u8] = include_bytes!("../../functions/webhook-intake/testdata/github-push.json");
+const PR_OPENED: &[u8] =
+    include_bytes!("../../functions/webhook-intake/testdata/github-pull_request-opened.json");
+const PR_SYNC: &[u8] =
+    include_bytes!("../../functions/webhook-intake/testdata/github-pull_request-synchronize.json");
+const PING: &[u8] = include_bytes!("../../functions/webhook-intake/testdata/github-ping.json");
 const CONFIG: &str = "repos:\n  Codertocat/Hello-World:\n    codebuild_project: hello-world\n";
 
 fn headers(event: &str, delivery: &str, body: &[u8]) -> Value {

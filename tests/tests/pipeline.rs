@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use support::{FaultPlan, Faults, Pipeline};
 
-const PUSH: &str = include_str!("../testdata/github-push.json");
-const PR_OPENED: &str = include_str!("../testdata/github-pull_request-opened.json");
-const SENTRY_ISSUE: &str = include_str!("../testdata/sentry-issue-created.json");
+const PUSH: &str = include_str!("../../functions/webhook-intake/testdata/github-push.json");
+const PR_OPENED: &str =
+    include_str!("../../functions/webhook-intake/testdata/github-pull_request-opened.json");
+const SENTRY_ISSUE: &str =
+    include_str!("../../functions/alert-forwarder/testdata/sentry-issue-created.json");
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 const PR_SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
 

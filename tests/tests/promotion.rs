@@ -5,16 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use deploy_promotion::targets::{Heroku, Hook, Targets};
 use e2e::aws;
 use serde_json::json;
-use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
 use shared::adapters::dynamodb::DynamoStateStore;
 use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
 use shared::config::Config;
-use shared::deploy::{LiveRecord, live_key};
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{self, DeployRequest, Notification, NotificationKind};
 use shared::ports::{StateStore, SystemClock};
+use shared::records::{LiveRecord, StateKey};
 use shared::secrets::{SecretString, Secrets};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -106,7 +106,7 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
         deployer: Arc::new(Targets {
             heroku: Some(Arc::new(Heroku::new(http.clone(), &heroku.uri(), SecretString::new("key")))),
             hook: Arc::new(Hook::new(http, Arc::new(Secrets::default()))),
-            command: Arc::new(Command),
+            command: None,
         }),
         state: state.clone(),
         notify: Arc::new(SqsQueue::new(sqs.clone(), &notify_url)),
@@ -150,7 +150,7 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
 
     let live: LiveRecord = serde_json::from_value(
         state
-            .get(&live_key("heroku:pax-user"), 0)
+            .get(&StateKey::Live("heroku:pax-user").to_string(), 0)
             .await
             .unwrap()
             .unwrap()

@@ -3,19 +3,21 @@
 //! issue, add the release that is live, enqueue one `Notification`. Sentry gives a webhook one
 //! second, so nothing here calls a chat: only the state table and the queue.
 
+pub mod sentry;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sentry::{Alert, Change, Delivery, RESOURCE_HEADER, SIGNATURE_HEADER};
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::config::{Config, UnknownProjects};
-use shared::deploy::{LiveRecord, live_key};
 use shared::messages::{self, Facts, Notification, NotificationKind, short_sha};
 use shared::ports::{Clock, OutgoingMessage, Precondition, Queue, StateError, StateStore};
+use shared::records::{LiveRecord, StateKey};
 use shared::secrets::SecretString;
-use shared::sentry::{self, Alert, Change, Delivery, RESOURCE_HEADER, SIGNATURE_HEADER};
 use tracing::{Instrument, error, info, warn};
 
 /// Sentry alert bodies are small; a megabyte is far beyond any.
@@ -114,7 +116,7 @@ pub async fn handle_legacy(deps: &Deps, token: &str, body: &[u8]) -> Reply {
                 "no sentry_legacy_token is configured",
             );
         };
-        if !sentry::token_matches(token, expected.expose()) {
+        if !shared::signature::token_matches(token, expected.expose()) {
             return reply(StatusCode::UNAUTHORIZED, "wrong or missing token");
         }
         match sentry::parse_legacy(body) {
@@ -275,7 +277,13 @@ async fn live_release(deps: &Deps, project: &str, now: i64) -> Option<String> {
             let target = rule.target_key(name);
             // A target with nothing recorded (never deployed, or the table unreachable) is
             // skipped: the alert goes out without the line rather than not at all.
-            let Some(record) = deps.state.get(&live_key(&target), now).await.ok().flatten() else {
+            let Some(record) = deps
+                .state
+                .get(&StateKey::Live(&target).to_string(), now)
+                .await
+                .ok()
+                .flatten()
+            else {
                 continue;
             };
             let Ok(live) = serde_json::from_value::<LiveRecord>(record.value) else {

@@ -3,22 +3,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alert_forwarder::sentry::sign;
 use alert_forwarder::{Deps, handle};
 use lambda_http::Body;
 use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryStateStore};
 use shared::config::Config;
-use shared::deploy::{LiveRecord, live_key};
 use shared::messages::{self, Notification, NotificationKind};
 use shared::ports::{Precondition, StateStore};
+use shared::records::{LiveRecord, StateKey};
 use shared::secrets::SecretString;
-use shared::sentry::sign;
 
 const SECRET: &str = "sentry client secret";
 const ISSUE: &str = include_str!("../testdata/sentry-issue-created.json");
 const EVENT_ALERT: &str = include_str!("../testdata/sentry-event_alert.json");
 const INSTALLATION: &str = include_str!("../testdata/sentry-installation-created.json");
-const URL_EVENT: &str = include_str!("../testdata/lambda-function-url-request.json");
+const URL_EVENT: &str = include_str!("../../../shared/testdata/lambda-function-url-request.json");
 
 struct Harness {
     deps: Deps,
@@ -229,7 +229,7 @@ async fn the_live_release_of_the_mapped_service_is_in_the_message() {
     };
     h.state
         .put(
-            &live_key("heroku:pax-front"),
+            &StateKey::Live("heroku:pax-front").to_string(),
             serde_json::to_value(live).unwrap(),
             Precondition::None,
             None,

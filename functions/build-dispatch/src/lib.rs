@@ -3,18 +3,18 @@
 //! stable branch went green, and `Notification`s. A scheduled sweep finalises builds whose
 //! events were lost, so no status stays pending.
 
+pub mod codebuild;
 pub mod plan;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, StartBuild};
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::batch::{self, BatchContext, Outcome};
-use shared::codebuild::{self, BuildInfo, BuildStatus, Builds, BuildsError, StartBuild};
 use shared::config::Config;
-use shared::github::client::{CommitState, CommitStatus, GitHubError};
 use shared::messages::{
     self, BuildRequest, Facts, MessageError, Notification, NotificationKind, short_sha,
 };
@@ -22,6 +22,7 @@ use shared::ports::{
     Clock, GitHub, OutgoingMessage, Precondition, Queue, Redelivery, Retryable, StateError,
     StateStore,
 };
+use shared::ports::{CommitState, CommitStatus, GitHubError};
 use tracing::{Instrument, info, warn};
 
 use crate::plan::{Project, Run};

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use build_dispatch::codebuild::aws::CodeBuild;
 use build_dispatch::{Deps, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::adapters::codebuild::CodeBuild;
 use shared::adapters::sqs::SqsRedelivery;
 use shared::bootstrap::{Bootstrap, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
 use shared::github::client::{Auth, GitHubClient};
@@ -21,7 +21,10 @@ async fn main() -> Result<(), Error> {
         .build()?;
     let github = GitHubClient::new(
         http,
-        boot.github_api_url(),
+        boot.api_url(
+            shared::bootstrap::GITHUB_API_URL,
+            shared::github::client::PUBLIC_API,
+        ),
         Auth::from_secrets(&boot.secrets)?,
     );
     let deps = Deps {

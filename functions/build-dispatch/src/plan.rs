@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::codebuild::{BuildInfo, BuildStatus};
 use serde::{Deserialize, Serialize};
-use shared::codebuild::{BuildInfo, BuildStatus};
 use shared::config::{Config, Repo};
-use shared::github::client::CommitState;
 use shared::messages::{self, BuildRequest, Facts, PullRequestFacts, Trigger, short_sha};
+use shared::ports::CommitState;
 
 pub const VAR_REPO: &str = "SHIPLINE_REPO";
 pub const VAR_SHA: &str = "SHIPLINE_SHA";
@@ -55,7 +55,7 @@ pub struct Run {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinalStatus {
-    pub state: shared::github::client::CommitState,
+    pub state: shared::ports::CommitState,
     pub description: String,
 }
 
@@ -357,7 +357,7 @@ pub fn deploy_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::codebuild::Phase;
+    use crate::codebuild::Phase;
 
     fn build(status: BuildStatus) -> BuildInfo {
         BuildInfo {

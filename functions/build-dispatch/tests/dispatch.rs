@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
+use build_dispatch::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, StartBuild};
 use build_dispatch::{Deps, handle_batch, sweep};
 use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
-use shared::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, StartBuild};
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{
@@ -534,7 +534,7 @@ async fn a_lost_event_is_finalised_by_the_sweep() {
     run(&h, &[messages::encode(&push("d-2", SHA_B, "feature"))]).await;
     // Build 1 failed, but its event never arrived; build 2 hangs past its timeout.
     let mut failed = info("pax-user:build-1", BuildStatus::Failed);
-    failed.phases = vec![shared::codebuild::Phase {
+    failed.phases = vec![build_dispatch::codebuild::Phase {
         kind: "BUILD".into(),
         status: Some("FAILED".into()),
         context: vec!["COMMAND_EXECUTION_ERROR: exit status 1".into()],

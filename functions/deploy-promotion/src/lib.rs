@@ -3,6 +3,9 @@
 //! Deployment that shows it. Rollbacks travel the same queue, so they are serialised with
 //! deploys.
 
+pub mod deployer;
+pub mod targets;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared::batch::{self, BatchContext, Outcome};
 use shared::config::{Config, DeployRule};
-use shared::deploy::{DeployError, Deployer, Release};
-pub use shared::deploy::{LiveRecord, PastRelease, live_key};
-use shared::github::client::{DeploymentStatus, GitHubError, NewDeployment};
+use shared::records::{LiveRecord, PastRelease, StateKey};
+
+use crate::deployer::{DeployError, Deployer, Release};
 use shared::messages::{
     self, DeployRequest, Facts, Notification, NotificationKind, RollbackRequest, short_sha,
 };
@@ -21,6 +24,7 @@ use shared::ports::{
     Clock, GitHub, OutgoingMessage, Precondition, Queue, Redelivery, Retryable, StateError,
     StateStore,
 };
+use shared::ports::{DeploymentState, DeploymentStatus, GitHubError, NewDeployment};
 use tracing::{Instrument, info, warn};
 
 /// How long one invocation follows a release before handing the rest to a later retry.
@@ -67,7 +71,11 @@ struct Progress {
 }
 
 fn progress_key(target: &str) -> String {
-    format!("deploying:{target}")
+    StateKey::Deploying(target).to_string()
+}
+
+fn live_key(target: &str) -> String {
+    StateKey::Live(target).to_string()
 }
 
 pub async fn handle_batch(deps: &Deps, event: &SqsEvent) -> SqsBatchResponse {
@@ -123,7 +131,7 @@ fn retry(what: &str, e: &(impl Retryable + std::fmt::Display), after: Option<Dur
 }
 
 fn github_retry(e: &GitHubError) -> Outcome {
-    retry("GitHub", e, e.retry_after())
+    retry("GitHub", e, Retryable::retry_after(e))
 }
 
 async fn get_json<T: for<'de> Deserialize<'de>>(
@@ -250,7 +258,7 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
             deps,
             request,
             progress.deployment_id,
-            "in_progress",
+            DeploymentState::InProgress,
             &format!("Releasing to {}", request.target),
             None,
         )
@@ -349,7 +357,7 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
                 deps,
                 request,
                 progress.deployment_id,
-                "success",
+                DeploymentState::Success,
                 &description,
                 environment_url,
             )
@@ -396,7 +404,7 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
             )
             .await
         }
-        Err(e) => retry("deploy target", &e, e.retry_after()),
+        Err(e) => retry("deploy target", &e, Retryable::retry_after(&e)),
     }
 }
 
@@ -412,7 +420,7 @@ async fn fail(
         deps,
         request,
         progress.deployment_id,
-        "failure",
+        DeploymentState::Failure,
         &reason,
         None,
     )
@@ -490,7 +498,7 @@ async fn order_guard(
             )
             .await
             .map_err(|e| Guard::Retry(github_retry(&e)))?;
-        if status == "behind" || status == "identical" {
+        if status.is_not_newer() {
             return Err(Guard::Skip(format!(
                 "{} is behind the live {}",
                 short_sha(&request.sha),
@@ -508,13 +516,13 @@ async fn deployment_status(
     deps: &Deps,
     request: &DeployRequest,
     id: Option<u64>,
-    state: &str,
+    state: DeploymentState,
     description: &str,
     environment_url: Option<String>,
 ) -> Option<Outcome> {
     let id = id?;
     let status = DeploymentStatus {
-        state: state.to_string(),
+        state,
         description: description.to_string(),
         log_url: request.log_url.clone(),
         environment_url,
@@ -527,7 +535,7 @@ async fn deployment_status(
         Ok(()) => None,
         Err(e) if e.is_retryable() => Some(github_retry(&e)),
         Err(e) => {
-            warn!(error = %e, %state, "GitHub refused the deployment status");
+            warn!(error = %e, ?state, "GitHub refused the deployment status");
             None
         }
     }
@@ -707,6 +715,6 @@ async fn rollback(deps: &Deps, request: &RollbackRequest) -> Outcome {
             .await;
             Outcome::Skipped(e.to_string())
         }
-        Err(e) => retry("deploy target", &e, e.retry_after()),
+        Err(e) => retry("deploy target", &e, Retryable::retry_after(&e)),
     }
 }

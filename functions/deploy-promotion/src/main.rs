@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use deploy_promotion::targets::{Heroku, Hook, Targets};
 use deploy_promotion::{Deps, Follow, handle_batch};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
 use shared::adapters::sqs::SqsRedelivery;
 use shared::bootstrap::{Bootstrap, NOTIFY_QUEUE_URL};
 use shared::github::client::{Auth, GitHubClient};
@@ -22,20 +22,26 @@ async fn main() -> Result<(), Error> {
     let heroku = boot.secrets.get("heroku_api_key").map(|key| {
         Arc::new(Heroku::new(
             http.clone(),
-            &boot.heroku_api_url(),
+            &boot.api_url(
+                shared::bootstrap::HEROKU_API_URL,
+                deploy_promotion::targets::HEROKU_PUBLIC_API,
+            ),
             key.clone(),
         )) as _
     });
     let deps = Deps {
         github: Arc::new(GitHubClient::new(
             http.clone(),
-            boot.github_api_url(),
+            boot.api_url(
+                shared::bootstrap::GITHUB_API_URL,
+                shared::github::client::PUBLIC_API,
+            ),
             Auth::from_secrets(&boot.secrets)?,
         )),
         deployer: Arc::new(Targets {
             heroku,
             hook: Arc::new(Hook::new(http, boot.secrets.clone())),
-            command: Arc::new(Command),
+            command: None,
         }),
         state: boot.state_store()?,
         notify: boot.queue(NOTIFY_QUEUE_URL)?,

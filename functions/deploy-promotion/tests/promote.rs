@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsEvent;
-use deploy_promotion::{Deps, Follow, LiveRecord, handle_batch, live_key};
+use deploy_promotion::targets::{Heroku, Hook, Targets};
+use deploy_promotion::{Deps, Follow, handle_batch};
 use serde_json::{Value, json};
-use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{self, DeployRequest, Notification, NotificationKind, RollbackRequest};
 use shared::ports::{Precondition, StateStore};
+use shared::records::{LiveRecord, StateKey};
 use shared::secrets::{SecretString, Secrets};
 use wiremock::matchers::{body_json, header, headers, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -54,7 +55,7 @@ async fn harness() -> Harness {
                 SecretString::new("heroku-key"),
             ))),
             hook: Arc::new(Hook::new(http, Arc::new(Secrets::default()))),
-            command: Arc::new(Command),
+            command: None,
         }),
         state: state.clone(),
         notify: notify.clone(),
@@ -124,7 +125,7 @@ impl Harness {
 
     async fn live(&self) -> Option<LiveRecord> {
         self.state
-            .get(&live_key("heroku:pax-user"), 0)
+            .get(&StateKey::Live("heroku:pax-user").to_string(), 0)
             .await
             .unwrap()
             .map(|r| serde_json::from_value(r.value).unwrap())
@@ -139,7 +140,7 @@ impl Harness {
             version: Some("v42".into()),
             at: "2026-11-26T09:00:00Z".into(),
             build_id: "pax-user:0".into(),
-            history: vec![deploy_promotion::PastRelease {
+            history: vec![shared::records::PastRelease {
                 sha: "0000000000000000000000000000000000000000".into(),
                 release_id: "rel-41".into(),
                 version: Some("v41".into()),
@@ -147,7 +148,7 @@ impl Harness {
         };
         self.state
             .put(
-                &live_key("heroku:pax-user"),
+                &StateKey::Live("heroku:pax-user").to_string(),
                 serde_json::to_value(record).unwrap(),
                 Precondition::None,
                 None,

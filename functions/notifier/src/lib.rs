@@ -5,6 +5,7 @@
 //! instead of looping.
 
 pub mod alarm;
+pub mod chat;
 pub mod render;
 
 use std::collections::HashMap;
@@ -17,10 +18,9 @@ use sha2::{Digest, Sha256};
 use shared::batch::{self, BatchContext, Outcome};
 use shared::config::Config;
 use shared::messages::{self, MessageError, Notification, NotificationKind};
-use shared::ports::{
-    ChatChannel, ChatError, ChatKind, Clock, Precondition, Queue, Redelivery, StateError,
-    StateStore,
-};
+use shared::ports::{Clock, Precondition, Queue, Redelivery, StateError, StateStore};
+
+use crate::chat::{ChatChannel, ChatError, ChatKind};
 use tracing::{info, warn};
 
 /// A thread's message lives as long as anyone would scroll back to it.
@@ -232,7 +232,7 @@ pub fn channels_from_config(
     http: &reqwest::Client,
     telegram_api: &str,
 ) -> Result<HashMap<String, Arc<dyn ChatChannel>>, shared::secrets::SecretsError> {
-    use shared::adapters::chat::{Console, Discord, Slack, Telegram};
+    use crate::chat::{Discord, Slack, Telegram};
     use shared::config::Channel;
     let mut channels: HashMap<String, Arc<dyn ChatChannel>> = HashMap::new();
     for (name, channel) in &config.channels {
@@ -252,7 +252,9 @@ pub fn channels_from_config(
                 http.clone(),
                 secrets.require(&w.webhook_secret.value)?.clone(),
             )),
-            Channel::Console {} => Arc::new(Console::stdout()),
+            // Only the local stack prints to a console (it adds its own adapter); a deployed
+            // function refused such a config at cold start.
+            Channel::Console(_) => continue,
         };
         channels.insert(name.clone(), adapter);
     }

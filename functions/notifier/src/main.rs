@@ -22,7 +22,10 @@ async fn main() -> Result<(), Error> {
             &boot.config,
             &boot.secrets,
             &http,
-            &boot.telegram_api_url(),
+            &boot.api_url(
+                shared::bootstrap::TELEGRAM_API_URL,
+                notifier::chat::TELEGRAM_PUBLIC_API,
+            ),
         )?,
         state: boot.state_store()?,
         redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),

@@ -3,8 +3,8 @@
 //! first, then escaped for the channel, so an entity or a tag is never split; the whole is
 //! kept within the channel's limit by cutting the user text harder, never the markup.
 
+use crate::chat::ChatKind;
 use shared::messages::{Facts, Notification, NotificationKind, short_sha};
-use shared::ports::ChatKind;
 
 /// Telegram allows 4096 characters after entity parsing; the markup only adds to what is
 /// counted here, so staying under it on the raw text is safe.
@@ -15,7 +15,7 @@ pub const SLACK_LIMIT: usize = 4000;
 
 pub fn limit(kind: ChatKind) -> usize {
     match kind {
-        ChatKind::Telegram | ChatKind::Console => TELEGRAM_LIMIT,
+        ChatKind::Telegram | ChatKind::Plain => TELEGRAM_LIMIT,
         ChatKind::Discord => DISCORD_LIMIT,
         ChatKind::Slack => SLACK_LIMIT,
     }
@@ -295,7 +295,7 @@ fn safe_url(url: &str) -> Option<&str> {
 
 fn render_pieces(kind: ChatKind, pieces: &[Piece]) -> String {
     let esc = |t: &str| match kind {
-        ChatKind::Console => t.to_string(),
+        ChatKind::Plain => t.to_string(),
         ChatKind::Telegram => escape_html(t),
         ChatKind::Slack => escape_slack(t),
         ChatKind::Discord => escape_discord(t),
@@ -310,7 +310,7 @@ fn render_pieces(kind: ChatKind, pieces: &[Piece]) -> String {
             Bold(t, max) => {
                 let t = esc(&cut(t, *max));
                 match kind {
-                    ChatKind::Console => s.push_str(&t),
+                    ChatKind::Plain => s.push_str(&t),
                     ChatKind::Telegram => s.push_str(&format!("<b>{t}</b>")),
                     ChatKind::Slack => s.push_str(&format!("*{t}*")),
                     ChatKind::Discord => s.push_str(&format!("**{t}**")),
@@ -319,7 +319,7 @@ fn render_pieces(kind: ChatKind, pieces: &[Piece]) -> String {
             Code(t, max) => {
                 let raw = cut(t, *max);
                 match kind {
-                    ChatKind::Console => s.push_str(&raw),
+                    ChatKind::Plain => s.push_str(&raw),
                     ChatKind::Telegram => {
                         s.push_str(&format!("<code>{}</code>", escape_html(&raw)))
                     }
@@ -338,9 +338,9 @@ fn render_pieces(kind: ChatKind, pieces: &[Piece]) -> String {
                 let text = esc(&cut(text, *budget));
                 match safe_url(url) {
                     None => s.push_str(&text),
-                    Some(_) if kind == ChatKind::Console => s.push_str(&text),
+                    Some(_) if kind == ChatKind::Plain => s.push_str(&text),
                     Some(url) => match kind {
-                        ChatKind::Telegram | ChatKind::Console => {
+                        ChatKind::Telegram | ChatKind::Plain => {
                             s.push_str(&format!("<a href=\"{}\">{text}</a>", escape_html(url)))
                         }
                         ChatKind::Slack => s.push_str(&format!(
@@ -548,7 +548,7 @@ mod tests {
                     );
                     assert!(text.contains("\\*bold\\*"));
                 }
-                ChatKind::Console => {}
+                ChatKind::Plain => {}
             }
         }
     }

@@ -12,9 +12,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use hmac::{KeyInit, Mac};
 use lambda_http::http::HeaderMap;
 use shared::config::Config;
-use shared::github::webhook::{PushEvent, sign};
 use shared::messages;
 use webhook_intake::plan::Plan;
+use webhook_intake::webhook::{PushEvent, sign};
 
 const SECRET: &[u8] = b"a webhook secret of ordinary length";
 const PUSH: &str = include_str!("../testdata/github-push.json");

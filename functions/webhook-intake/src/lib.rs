@@ -3,6 +3,7 @@
 //! enqueue the same delivery twice. Nothing on this path calls GitHub, CodeBuild or a chat.
 
 pub mod plan;
+pub mod webhook;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -12,10 +13,10 @@ use lambda_http::{Body, Request, Response};
 use serde_json::json;
 use tracing::{Instrument, error, info, warn};
 
-use shared::config::Config;
-use shared::github::webhook::{
-    self, DELIVERY_HEADER, EVENT_HEADER, PingEvent, PullRequestEvent, PushEvent, SIGNATURE_HEADER,
+use crate::webhook::{
+    DELIVERY_HEADER, EVENT_HEADER, PingEvent, PullRequestEvent, PushEvent, SIGNATURE_HEADER,
 };
+use shared::config::Config;
 use shared::messages::{self, BuildRequest};
 use shared::ports::{Clock, OutgoingMessage, Precondition, Queue, StateError, StateStore};
 use shared::secrets::SecretString;

@@ -1,7 +1,7 @@
 //! The decision, without I/O: which deliveries become a `BuildRequest`, and why others do not.
 
+use crate::webhook::{PullRequestEvent, PushEvent};
 use shared::config::Config;
-use shared::github::webhook::{PullRequestEvent, PushEvent};
 use shared::messages::{
     self, BuildRequest, MAX_COMMIT_MESSAGE, PullRequestTrigger, PushTrigger, Trigger,
 };
@@ -122,7 +122,7 @@ fn not_configured(full_name: &str) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::github::webhook::parse;
+    use crate::webhook::parse;
 
     fn config() -> Config {
         Config::from_yaml("repos:\n  codertocat/hello-world:\n    codebuild_project: hello\n")

@@ -8,16 +8,16 @@ use lambda_http::Body;
 use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryStateStore};
 use shared::config::Config;
-use shared::github::webhook::sign;
 use shared::messages::{self, BuildRequest, Trigger};
 use shared::secrets::SecretString;
+use webhook_intake::webhook::sign;
 use webhook_intake::{Deps, handle};
 
 const SECRET: &str = "It's a Secret to Everybody";
 const PUSH: &[u8] = include_bytes!("../testdata/github-push.json");
 const PR_OPENED: &[u8] = include_bytes!("../testdata/github-pull_request-opened.json");
 const PING: &[u8] = include_bytes!("../testdata/github-ping.json");
-const URL_EVENT: &str = include_str!("../testdata/lambda-function-url-request.json");
+const URL_EVENT: &str = include_str!("../../../shared/testdata/lambda-function-url-request.json");
 
 struct Harness {
     deps: Deps,

@@ -1,10 +1,6 @@
-//! Implementations of the ports: AWS and HTTP adapters for production, embedded ones for the
-//! local stack and tests.
+//! The shared ports' adapters: SQS and DynamoDB for production, in-memory twins for the local
+//! stack and tests.
 
-pub mod chat;
-pub mod codebuild;
-pub mod deploy;
 pub mod dynamodb;
-pub mod local;
 pub mod memory;
 pub mod sqs;

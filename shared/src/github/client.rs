@@ -13,85 +13,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::messages::truncate_chars;
-use crate::ports::{GitHub, Retryable};
+use crate::ports::{
+    CommitStatus, Comparison, DeploymentStatus, GitHub, GitHubError, MAX_DESCRIPTION, NewDeployment,
+};
 use crate::secrets::{SecretString, Secrets, SecretsError};
 
 pub const PUBLIC_API: &str = "https://api.github.com";
 const API_VERSION: &str = "2022-11-28";
 const USER_AGENT: &str = concat!("shipline/", env!("CARGO_PKG_VERSION"));
-/// GitHub refuses a status or deployment status description over 140 characters with a 422.
-pub const MAX_DESCRIPTION: usize = 140;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommitState {
-    Pending,
-    Success,
-    Failure,
-    Error,
-}
-
-/// A commit status as GitHub shows it beside a commit or pull request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommitStatus {
-    pub state: CommitState,
-    pub target_url: Option<String>,
-    pub description: String,
-    pub context: String,
-}
-
-/// A deployment to create (`POST /repos/{repo}/deployments`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewDeployment {
-    pub sha: String,
-    pub environment: String,
-    pub description: String,
-    /// Carried in the deployment's `payload`, for whoever reads it.
-    pub payload: serde_json::Value,
-}
-
-/// A deployment status (`in_progress`, `success`, `failure`, `error`, `inactive`, ...).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeploymentStatus {
-    pub state: String,
-    pub description: String,
-    pub log_url: Option<String>,
-    pub environment_url: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum GitHubError {
-    /// 429, or 403 with the rate limit exhausted or a secondary-limit message: wait this long.
-    #[error("GitHub rate limit; retry after {}s", retry_after.as_secs())]
-    RateLimited { retry_after: Duration },
-    /// 5xx, a timeout, a network failure.
-    #[error("GitHub unavailable: {0}")]
-    Unavailable(String),
-    /// Any other 4xx: the request itself is wrong (422 validation, 404 repo, 401 bad token).
-    #[error("GitHub refused ({status}): {message}")]
-    Rejected { status: u16, message: String },
-    #[error("GitHub credentials: {0}")]
-    Credentials(String),
-}
-
-impl Retryable for GitHubError {
-    fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            GitHubError::RateLimited { .. } | GitHubError::Unavailable(_)
-        )
-    }
-}
-
-impl GitHubError {
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            GitHubError::RateLimited { retry_after } => Some(*retry_after),
-            _ => None,
-        }
-    }
-}
-
 /// How shipline authenticates.
 pub enum Auth {
     /// A personal access token or fine-grained token.
@@ -301,6 +230,30 @@ impl GitHubClient {
     }
 }
 
+/// `GET /repos/{repo}/branches/{branch}`: the fields read.
+#[derive(Deserialize)]
+struct BranchAnswer {
+    commit: CommitRef,
+}
+
+#[derive(Deserialize)]
+struct CommitRef {
+    sha: String,
+}
+
+/// `GET /repos/{repo}/compare/{base}...{head}`: the field read.
+#[derive(Deserialize)]
+struct CompareAnswer {
+    status: Comparison,
+}
+
+/// `POST /repos/{repo}/deployments`: 201 with the deployment, or 202 with a message.
+#[derive(Deserialize)]
+struct CreatedDeployment {
+    id: Option<u64>,
+    message: Option<String>,
+}
+
 /// reqwest's errors carry the URL; ours never do (a GHES URL can hold a token).
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
@@ -388,11 +341,8 @@ impl GitHub for GitHubClient {
     ) -> Result<String, GitHubError> {
         let token = self.token(repo, installation).await?;
         let path = format!("/repos/{repo}/branches/{branch}");
-        let answer: serde_json::Value = self.send(Method::GET, &path, &token, None).await?;
-        answer["commit"]["sha"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| GitHubError::Unavailable("branch answer without commit.sha".into()))
+        let answer: BranchAnswer = self.send(Method::GET, &path, &token, None).await?;
+        Ok(answer.commit.sha)
     }
 
     async fn compare(
@@ -401,15 +351,12 @@ impl GitHub for GitHubClient {
         base: &str,
         head: &str,
         installation: Option<u64>,
-    ) -> Result<String, GitHubError> {
+    ) -> Result<Comparison, GitHubError> {
         let token = self.token(repo, installation).await?;
         // per_page=1: only the status is read, not the commit list.
         let path = format!("/repos/{repo}/compare/{base}...{head}?per_page=1");
-        let answer: serde_json::Value = self.send(Method::GET, &path, &token, None).await?;
-        answer["status"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| GitHubError::Unavailable("compare answer without status".into()))
+        let answer: CompareAnswer = self.send(Method::GET, &path, &token, None).await?;
+        Ok(answer.status)
     }
 
     async fn create_deployment(
@@ -430,13 +377,13 @@ impl GitHub for GitHubClient {
             "production_environment": d.environment == "production",
         });
         let path = format!("/repos/{repo}/deployments");
-        let created: serde_json::Value = self.send(Method::POST, &path, &token, Some(body)).await?;
-        created["id"].as_u64().ok_or_else(|| GitHubError::Rejected {
+        let created: CreatedDeployment = self.send(Method::POST, &path, &token, Some(body)).await?;
+        // 202 with only a message: GitHub merged nothing and created no deployment.
+        created.id.ok_or_else(|| GitHubError::Rejected {
             status: 202,
-            message: created["message"]
-                .as_str()
-                .unwrap_or("no deployment was created")
-                .to_string(),
+            message: created
+                .message
+                .unwrap_or_else(|| "no deployment was created".into()),
         })
     }
 
@@ -467,6 +414,7 @@ impl GitHub for GitHubClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::{CommitState, Retryable};
     use wiremock::matchers::{body_partial_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -1,4 +1,4 @@
-//! GitHub: webhook verification and typed payloads (pure), and the REST client.
+//! The GitHub REST client, the adapter of the `GitHub` port (build-dispatch posts commit
+//! statuses, deploy-promotion creates deployments).
 
 pub mod client;
-pub mod webhook;

@@ -22,10 +22,12 @@ const COLD_STARTS: usize = 7;
 const EVENTS: usize = 1000;
 const WEBHOOK_SECRET: &str = "coldstart webhook secret";
 const SENTRY_SECRET: &str = "coldstart sentry secret";
-const PUSH: &str = include_str!("../../testdata/github-push.json");
-const SENTRY_ISSUE: &str = include_str!("../../testdata/sentry-issue-created.json");
-const STATE_CHANGE: &str =
-    include_str!("../../testdata/codebuild-state-change-succeeded-with-envvars.json");
+const PUSH: &str = include_str!("../../../functions/webhook-intake/testdata/github-push.json");
+const SENTRY_ISSUE: &str =
+    include_str!("../../../functions/alert-forwarder/testdata/sentry-issue-created.json");
+const STATE_CHANGE: &str = include_str!(
+    "../../../functions/build-dispatch/testdata/codebuild-state-change-succeeded-with-envvars.json"
+);
 
 struct Subject {
     name: &'static str,
@@ -107,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
                     "content-type": "application/json",
                     "x-github-event": "push",
                     "x-github-delivery": format!("cold-{i}"),
-                    "x-hub-signature-256": shared::github::webhook::sign(WEBHOOK_SECRET.as_bytes(), body),
+                    "x-hub-signature-256": format!("sha256={}", shared::signature::sign_hex(WEBHOOK_SECRET.as_bytes(), body)),
                 });
                 http_api_event("/github", &headers, body, false)
             }),
@@ -123,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
                     "content-type": "application/json",
                     "sentry-hook-resource": "issue",
                     "request-id": format!("cold-{i}"),
-                    "sentry-hook-signature": shared::sentry::sign(SENTRY_SECRET.as_bytes(), body.as_bytes()),
+                    "sentry-hook-signature": shared::signature::sign_hex(SENTRY_SECRET.as_bytes(), body.as_bytes()),
                 });
                 http_api_event("/sentry", &headers, body.as_bytes(), false)
             }),

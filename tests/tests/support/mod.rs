@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use build_dispatch::codebuild::aws::CodeBuild;
+use deploy_promotion::targets::{Heroku, Hook, Targets};
 use e2e::aws;
 use serde_json::{Value, json};
-use shared::adapters::codebuild::CodeBuild;
-use shared::adapters::deploy::{Command, Heroku, Hook, Targets};
 use shared::adapters::dynamodb::DynamoStateStore;
 use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
 use shared::config::Config;
@@ -501,7 +501,7 @@ impl Pipeline {
                     SecretString::new("hk"),
                 ))),
                 hook: Arc::new(Hook::new(http.clone(), Arc::new(Secrets::default()))),
-                command: Arc::new(Command),
+                command: None,
             }),
             state: state.clone(),
             notify: notify_queue.clone(),
@@ -560,7 +560,7 @@ impl Pipeline {
             ("x-github-delivery", delivery.into()),
             (
                 "x-hub-signature-256",
-                shared::github::webhook::sign(WEBHOOK_SECRET.as_bytes(), body),
+                webhook_intake::webhook::sign(WEBHOOK_SECRET.as_bytes(), body),
             ),
         ]);
         webhook_intake::handle_delivery(&self.intake, &headers, body)
@@ -577,7 +577,7 @@ impl Pipeline {
             ("request-id", request_id.into()),
             (
                 "sentry-hook-signature",
-                shared::sentry::sign(SENTRY_SECRET.as_bytes(), body),
+                alert_forwarder::sentry::sign(SENTRY_SECRET.as_bytes(), body),
             ),
         ]);
         alert_forwarder::handle_integration(&self.alerts, &headers, body)

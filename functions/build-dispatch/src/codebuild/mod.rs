@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::ports::Retryable;
+use shared::ports::Retryable;
+
+pub mod aws;
 
 /// A build's status, as CodeBuild names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -275,7 +277,7 @@ mod tests {
     #[test]
     fn a_succeeded_event_reads_its_variables_phases_and_log() {
         let e = event(include_str!(
-            "../testdata/codebuild-state-change-succeeded-with-envvars.json"
+            "../../testdata/codebuild-state-change-succeeded-with-envvars.json"
         ));
         assert_eq!(e.detail_type, STATE_CHANGE);
         let build = e.build_info().unwrap();
@@ -302,7 +304,7 @@ mod tests {
     #[test]
     fn an_early_in_progress_event_has_no_logs_yet() {
         let e = event(include_str!(
-            "../testdata/codebuild-state-change-in_progress.json"
+            "../../testdata/codebuild-state-change-in_progress.json"
         ));
         let build = e.build_info().unwrap();
         assert_eq!(build.status, BuildStatus::InProgress);
@@ -313,7 +315,7 @@ mod tests {
     #[test]
     fn a_failed_phase_carries_its_reason() {
         let mut e = event(include_str!(
-            "../testdata/codebuild-state-change-succeeded-with-envvars.json"
+            "../../testdata/codebuild-state-change-succeeded-with-envvars.json"
         ));
         e.detail.build_status = "FAILED".into();
         let build_phase = e
@@ -335,7 +337,7 @@ mod tests {
     #[test]
     fn unknown_statuses_are_not_guessed() {
         let mut e = event(include_str!(
-            "../testdata/codebuild-state-change-in_progress.json"
+            "../../testdata/codebuild-state-change-in_progress.json"
         ));
         e.detail.build_status = "SOMETHING_NEW".into();
         assert!(e.build_info().is_none());

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-use crate::config::DeployRule;
-use crate::messages::DeployRequest;
-use crate::ports::Retryable;
+use shared::config::DeployRule;
+use shared::messages::DeployRequest;
+use shared::ports::Retryable;
 
 /// Where a release stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +44,8 @@ impl Retryable for DeployError {
     fn is_retryable(&self) -> bool {
         !matches!(self, DeployError::Refused(_))
     }
-}
 
-impl DeployError {
-    pub fn retry_after(&self) -> Option<Duration> {
+    fn retry_after(&self) -> Option<Duration> {
         match self {
             DeployError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
@@ -74,35 +71,4 @@ pub trait Deployer: Send + Sync {
     }
     /// Releases the code of an earlier release again.
     async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError>;
-}
-
-/// What is live on a target (state key `live:<target>`): read by the order guard, rollbacks and
-/// the Sentry forwarder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LiveRecord {
-    pub repo: String,
-    pub branch: String,
-    pub sha: String,
-    pub release_id: String,
-    #[serde(default)]
-    pub version: Option<String>,
-    /// RFC 3339.
-    pub at: String,
-    pub build_id: String,
-    /// Earlier releases, newest last (at most ten), for rollbacks.
-    #[serde(default)]
-    pub history: Vec<PastRelease>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PastRelease {
-    pub sha: String,
-    pub release_id: String,
-    #[serde(default)]
-    pub version: Option<String>,
-}
-
-/// The state key of a target's live record.
-pub fn live_key(target: &str) -> String {
-    format!("live:{target}")
 }

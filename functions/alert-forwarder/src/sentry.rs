@@ -3,11 +3,10 @@
 //! "WebHooks" plugin), reduced to one `Alert` shape. Fields Sentry documents but does not always
 //! send (a `null` permalink, a missing `web_url`) are optional: the best link available wins.
 
-use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use serde_json::Value;
-
-use crate::config::Level;
+use shared::config::Level;
+use shared::signature::{self, HexMismatch};
 
 pub const SIGNATURE_HEADER: &str = "sentry-hook-signature";
 pub const RESOURCE_HEADER: &str = "sentry-hook-resource";
@@ -22,11 +21,9 @@ pub enum SignatureError {
     Mismatch,
 }
 
+/// The header value Sentry would send for `body` signed with `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    signature::sign_hex(secret, body)
 }
 
 /// Checks the bare-hex HMAC-SHA256 of the raw body, keyed with the client secret, in constant
@@ -37,28 +34,10 @@ pub fn verify_signature(
     header: Option<&str>,
 ) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?.trim();
-    if header.len() != 64 {
-        return Err(SignatureError::Malformed);
-    }
-    let expected = hex::decode(header).map_err(|_| SignatureError::Malformed)?;
-    let mut mac =
-        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    mac.verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
-}
-
-/// Compares a URL token with the expected one without stopping at the first difference: both
-/// are MACed with a fixed key and the MACs compared with `verify_slice`.
-pub fn token_matches(given: &str, expected: &str) -> bool {
-    let mac = |t: &str| {
-        let mut m =
-            hmac::Hmac::<sha2::Sha256>::new_from_slice(b"shipline token compare").expect("any key");
-        m.update(t.as_bytes());
-        m
-    };
-    let expected = mac(expected).finalize().into_bytes();
-    mac(given).verify_slice(&expected).is_ok()
+    signature::verify_hex(secret, body, header).map_err(|e| match e {
+        HexMismatch::Malformed => SignatureError::Malformed,
+        HexMismatch::Mismatch => SignatureError::Mismatch,
+    })
 }
 
 /// What an alert means for the chat.
@@ -415,8 +394,14 @@ mod tests {
 
     #[test]
     fn tokens_compare_whole() {
-        assert!(token_matches("s3cret-token", "s3cret-token"));
-        assert!(!token_matches("s3cret-toke", "s3cret-token"));
-        assert!(!token_matches("", "s3cret-token"));
+        assert!(shared::signature::token_matches(
+            "s3cret-token",
+            "s3cret-token"
+        ));
+        assert!(!shared::signature::token_matches(
+            "s3cret-toke",
+            "s3cret-token"
+        ));
+        assert!(!shared::signature::token_matches("", "s3cret-token"));
     }
 }

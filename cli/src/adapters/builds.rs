@@ -1,18 +1,16 @@
-//! Embedded adapters for the local stack (`shipline demo`, `shipline serve`): a build runner
-//! that checks out the commit and runs the buildspec's phase commands, and a GitHub stand-in
-//! that reads a local git repository and prints what GitHub would show.
+//! The local build runner: checks out the commit and runs the buildspec's phase commands, then
+//! reports the result as CodeBuild's EventBridge event would.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, Phase, StartBuild};
-use crate::github::client::{CommitStatus, DeploymentStatus, GitHubError, NewDeployment};
-use crate::ports::{GitHub, OutgoingMessage, Queue};
+use build_dispatch::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, Phase, StartBuild};
+use shared::ports::{OutgoingMessage, Queue};
 
 /// The parts of a CodeBuild buildspec the local runner understands.
 #[derive(Debug, Deserialize)]
@@ -263,7 +261,7 @@ pub fn state_change_event(build: &BuildInfo) -> serde_json::Value {
     json!({
         "version": "0",
         "id": format!("local-{}", build.id),
-        "detail-type": crate::codebuild::STATE_CHANGE,
+        "detail-type": build_dispatch::codebuild::STATE_CHANGE,
         "source": "aws.codebuild",
         "account": "000000000000",
         "time": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
@@ -340,146 +338,5 @@ impl Builds for LocalBuildRunner {
             .iter()
             .filter_map(|id| builds.get(id).cloned())
             .collect())
-    }
-}
-
-/// GitHub as far as a local repository can answer it: branch heads and ancestry from git;
-/// statuses and deployments are reported through `report` (the demo prints them).
-pub struct LocalGitHub {
-    repos: BTreeMap<String, PathBuf>,
-    report: Box<dyn Fn(String) + Send + Sync>,
-    next_deployment: Mutex<u64>,
-}
-
-impl LocalGitHub {
-    pub fn new(
-        repos: BTreeMap<String, PathBuf>,
-        report: Box<dyn Fn(String) + Send + Sync>,
-    ) -> Self {
-        Self {
-            repos,
-            report,
-            next_deployment: Mutex::new(0),
-        }
-    }
-
-    fn dir(&self, repo: &str) -> Result<&Path, GitHubError> {
-        self.repos
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(repo))
-            .map(|(_, d)| d.as_path())
-            .ok_or_else(|| GitHubError::Rejected {
-                status: 404,
-                message: format!("no local checkout of {repo}"),
-            })
-    }
-
-    async fn git(&self, repo: &str, args: &[&str]) -> Result<(bool, String), GitHubError> {
-        let out = tokio::process::Command::new("git")
-            .args(args)
-            .current_dir(self.dir(repo)?)
-            .output()
-            .await
-            .map_err(|e| GitHubError::Unavailable(format!("cannot run git: {e}")))?;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        ))
-    }
-}
-
-#[async_trait]
-impl GitHub for LocalGitHub {
-    async fn set_status(
-        &self,
-        _repo: &str,
-        sha: &str,
-        status: &CommitStatus,
-        _i: Option<u64>,
-    ) -> Result<(), GitHubError> {
-        let state = serde_json::to_value(status.state).unwrap_or_default();
-        let state = state.as_str().unwrap_or("?");
-        (self.report)(format!(
-            "GitHub status {state} on {}: {}",
-            crate::messages::short_sha(sha),
-            status.description
-        ));
-        Ok(())
-    }
-
-    async fn branch_head(
-        &self,
-        repo: &str,
-        branch: &str,
-        _i: Option<u64>,
-    ) -> Result<String, GitHubError> {
-        let (ok, sha) = self
-            .git(repo, &["rev-parse", &format!("refs/heads/{branch}")])
-            .await?;
-        if ok {
-            Ok(sha)
-        } else {
-            Err(GitHubError::Rejected {
-                status: 404,
-                message: format!("no branch {branch}"),
-            })
-        }
-    }
-
-    async fn compare(
-        &self,
-        repo: &str,
-        base: &str,
-        head: &str,
-        _i: Option<u64>,
-    ) -> Result<String, GitHubError> {
-        if base == head {
-            return Ok("identical".into());
-        }
-        let (behind, _) = self
-            .git(repo, &["merge-base", "--is-ancestor", head, base])
-            .await?;
-        let (ahead, _) = self
-            .git(repo, &["merge-base", "--is-ancestor", base, head])
-            .await?;
-        Ok(match (ahead, behind) {
-            (true, _) => "ahead",
-            (_, true) => "behind",
-            _ => "diverged",
-        }
-        .into())
-    }
-
-    async fn create_deployment(
-        &self,
-        _repo: &str,
-        d: &NewDeployment,
-        _i: Option<u64>,
-    ) -> Result<u64, GitHubError> {
-        let id = {
-            let mut n = self.next_deployment.lock().unwrap();
-            *n += 1;
-            *n
-        };
-        (self.report)(format!(
-            "GitHub deployment #{id} of {} to {}",
-            crate::messages::short_sha(&d.sha),
-            d.environment
-        ));
-        Ok(id)
-    }
-
-    async fn set_deployment_status(
-        &self,
-        _repo: &str,
-        id: u64,
-        status: &DeploymentStatus,
-        _i: Option<u64>,
-    ) -> Result<(), GitHubError> {
-        (self.report)(format!(
-            "GitHub deployment #{id} {}: {}",
-            status.state, status.description
-        ));
-        Ok(())
     }
 }

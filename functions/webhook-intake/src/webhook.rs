@@ -2,11 +2,8 @@
 //! reads (`push`, `pull_request`, `ping`). Only the fields used are modelled; the rest of a
 //! payload (which can be megabytes) is skipped by serde without being kept.
 
-use hmac::{KeyInit, Mac};
 use serde::Deserialize;
-use sha2::Sha256;
-
-type HmacSha256 = hmac::Hmac<Sha256>;
+use shared::signature::{self, HexMismatch};
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 pub const EVENT_HEADER: &str = "x-github-event";
@@ -26,15 +23,10 @@ pub enum SignatureError {
 
 /// The header value GitHub would send for `body` signed with `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    format!("{PREFIX}{}", hex::encode(mac.finalize().into_bytes()))
+    format!("{PREFIX}{}", signature::sign_hex(secret, body))
 }
 
 /// Checks `header` (the `X-Hub-Signature-256` value) against the raw body, in constant time.
-///
-/// The hex digits are decoded before comparing, so upper-case hex (the same MAC) passes; the
-/// comparison itself is `Mac::verify_slice`, which does not stop at the first differing byte.
 pub fn verify_signature(
     secret: &[u8],
     body: &[u8],
@@ -44,14 +36,10 @@ pub fn verify_signature(
     let hex_digits = header
         .strip_prefix(PREFIX)
         .ok_or(SignatureError::Malformed)?;
-    if hex_digits.len() != 64 {
-        return Err(SignatureError::Malformed);
-    }
-    let expected = hex::decode(hex_digits).map_err(|_| SignatureError::Malformed)?;
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    mac.verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
+    signature::verify_hex(secret, body, hex_digits).map_err(|e| match e {
+        HexMismatch::Malformed => SignatureError::Malformed,
+        HexMismatch::Mismatch => SignatureError::Mismatch,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -286,22 +274,22 @@ mod tests {
 
     #[test]
     fn the_published_payloads_parse() {
-        let push: PushEvent = parse(include_bytes!("../../testdata/github-push.json")).unwrap();
+        let push: PushEvent = parse(include_bytes!("../testdata/github-push.json")).unwrap();
         assert_eq!(push.git_ref, "refs/heads/master");
         assert!(push.created);
         assert_eq!(push.head_commit.as_ref().unwrap().id, push.after);
         assert!(push.installation.is_some());
 
         for fixture in [
-            &include_bytes!("../../testdata/github-pull_request-opened.json")[..],
-            include_bytes!("../../testdata/github-pull_request-synchronize.json"),
-            include_bytes!("../../testdata/github-pull_request-closed.json"),
+            &include_bytes!("../testdata/github-pull_request-opened.json")[..],
+            include_bytes!("../testdata/github-pull_request-synchronize.json"),
+            include_bytes!("../testdata/github-pull_request-closed.json"),
         ] {
             let pr: PullRequestEvent = parse(fixture).unwrap();
             assert!(!pr.is_from_fork(), "{}", pr.action);
             assert_eq!(pr.pull_request.head.sha.len(), 40);
         }
-        let ping: PingEvent = parse(include_bytes!("../../testdata/github-ping.json")).unwrap();
+        let ping: PingEvent = parse(include_bytes!("../testdata/github-ping.json")).unwrap();
         assert!(ping.hook_id.is_some());
     }
 
@@ -320,7 +308,7 @@ mod tests {
     #[test]
     fn a_pull_request_whose_head_repo_differs_or_is_gone_is_from_a_fork() {
         let mut pr: PullRequestEvent = parse(include_bytes!(
-            "../../testdata/github-pull_request-opened.json"
+            "../testdata/github-pull_request-opened.json"
         ))
         .unwrap();
         pr.pull_request.head.repo = Some(Repository {

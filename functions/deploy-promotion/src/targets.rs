@@ -1,19 +1,18 @@
 //! Deploy adapters: Heroku container releases, deploy hooks, local commands; and `Targets`,
 //! which picks the adapter a deploy rule names.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hmac::{KeyInit, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::config::{DeployRule, HerokuTarget, Target};
-use crate::deploy::{DeployError, Deployer, Release};
-use crate::messages::DeployRequest;
-use crate::secrets::{SecretString, Secrets};
+use shared::config::{DeployRule, HerokuTarget, Target};
+use shared::messages::DeployRequest;
+use shared::secrets::{SecretString, Secrets};
+
+use crate::deployer::{DeployError, Deployer, Release};
 
 pub const HEROKU_PUBLIC_API: &str = "https://api.heroku.com";
 
@@ -244,12 +243,12 @@ impl Hook {
                 .secrets
                 .require(&name.value)
                 .map_err(|e| DeployError::Refused(e.to_string()))?;
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.expose().as_bytes())
-                .expect("HMAC takes a key of any length");
-            mac.update(&bytes);
             request = request.header(
                 "x-shipline-signature-256",
-                format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+                format!(
+                    "sha256={}",
+                    shared::signature::sign_hex(key.expose().as_bytes(), &bytes)
+                ),
             );
         }
         let response = request.body(bytes).send().await.map_err(unavailable)?;
@@ -321,95 +320,6 @@ impl Deployer for Hook {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Local command (the demo's production)
-
-/// Runs `sh -c <run>` with the release described in `SHIPLINE_*` variables; exit 0 is live.
-pub struct Command;
-
-#[async_trait]
-impl Deployer for Command {
-    async fn release(
-        &self,
-        rule: &DeployRule,
-        request: &DeployRequest,
-    ) -> Result<Release, DeployError> {
-        let command = rule
-            .command
-            .as_ref()
-            .ok_or_else(|| DeployError::Refused("not a command target".into()))?;
-        let mut env: BTreeMap<String, String> = request.artifacts.clone();
-        env.insert("SHIPLINE_REPO".into(), request.repo.clone());
-        env.insert("SHIPLINE_BRANCH".into(), request.branch.clone());
-        env.insert("SHIPLINE_SHA".into(), request.sha.clone());
-        env.insert("SHIPLINE_ENVIRONMENT".into(), request.environment.clone());
-        let output = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&command.run)
-            .envs(env)
-            .output()
-            .await
-            .map_err(|e| DeployError::Refused(format!("cannot run the deploy command: {e}")))?;
-        let tail = String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .last()
-            .unwrap_or("")
-            .to_string();
-        if output.status.success() {
-            Ok(Release::Live {
-                id: request.sha.clone(),
-                version: String::from_utf8_lossy(&output.stdout)
-                    .lines()
-                    .last()
-                    .map(|l| l.trim().to_string())
-                    .filter(|l| !l.is_empty()),
-                url: None,
-            })
-        } else {
-            Ok(Release::Failed {
-                id: None,
-                reason: format!(
-                    "deploy command exited with {}{}",
-                    output.status,
-                    if tail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {tail}")
-                    }
-                ),
-            })
-        }
-    }
-
-    async fn status(&self, _rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
-        Ok(Release::Live {
-            id: id.to_string(),
-            version: None,
-            url: None,
-        })
-    }
-
-    async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
-        let request = DeployRequest {
-            v: 1,
-            repo: String::new(),
-            branch: rule.branch.clone(),
-            sha: id.to_string(),
-            build_id: String::new(),
-            log_url: None,
-            target: String::new(),
-            environment: rule.environment.clone(),
-            artifacts: BTreeMap::new(),
-            delivery_id: String::new(),
-            commit_message: None,
-            author: None,
-            installation_id: None,
-            requested_at: String::new(),
-        };
-        self.release(rule, &request).await
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Targets
 
 /// The adapter for each kind of target a config can name. A kind whose credentials are not
@@ -417,7 +327,9 @@ impl Deployer for Command {
 pub struct Targets {
     pub heroku: Option<Arc<dyn Deployer>>,
     pub hook: Arc<dyn Deployer>,
-    pub command: Arc<dyn Deployer>,
+    /// The `command` target's adapter: only the local stack (`shipline demo` / `serve`) has
+    /// one; a deployed function refused such a config at cold start.
+    pub command: Option<Arc<dyn Deployer>>,
 }
 
 impl Targets {
@@ -427,7 +339,11 @@ impl Targets {
                 DeployError::Refused("no Heroku API key: set heroku_api_key in the secrets".into())
             }),
             Some(Target::Hook(_)) => Ok(self.hook.as_ref()),
-            Some(Target::Command(_)) => Ok(self.command.as_ref()),
+            Some(Target::Command(_)) => self.command.as_deref().ok_or_else(|| {
+                DeployError::Refused(
+                    "a command target runs only under `shipline demo` or `serve`".into(),
+                )
+            }),
             None => Err(DeployError::Refused(
                 "the deploy rule names no target".into(),
             )),

@@ -1,0 +1,8 @@
+//! The local stack's own adapters: a build runner on this machine, GitHub read from a local
+//! repository, the console channel and the command deploy target. None of them is linked into
+//! a Lambda function.
+
+pub mod builds;
+pub mod command;
+pub mod console;
+pub mod github;

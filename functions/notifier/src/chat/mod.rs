@@ -1,0 +1,70 @@
+//! The chat port, one adapter a chat service: Telegram (Bot API), Slack and Discord incoming
+//! webhooks. Each takes text already rendered for its kind (see `render`).
+
+pub mod telegram;
+pub mod webhooks;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use shared::http::{self, Failure};
+
+pub use telegram::{TELEGRAM_PUBLIC_API, Telegram};
+pub use webhooks::{Discord, Slack};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChatKind {
+    Telegram,
+    Slack,
+    Discord,
+    /// Plain text, for a terminal (the local stack's console channel).
+    Plain,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("chat rate limit; retry after {}s", retry_after.as_secs())]
+    RateLimited { retry_after: Duration },
+    #[error("chat unavailable: {0}")]
+    Unavailable(String),
+    /// The chat refused the message itself (a 4xx other than 429): never retried.
+    #[error("chat refused the message: {0}")]
+    Rejected(String),
+    /// The message to edit no longer exists (or cannot be edited): post a new one.
+    #[error("the message to edit is gone")]
+    MessageGone,
+}
+
+/// One chat destination. Text comes rendered for its kind.
+#[async_trait]
+pub trait ChatChannel: Send + Sync {
+    fn kind(&self) -> ChatKind;
+    /// Posts a message; returns its id when the channel can edit it later.
+    async fn post(&self, text: &str) -> Result<Option<String>, ChatError>;
+    /// Replaces the text of a message posted earlier.
+    async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError>;
+}
+
+fn unavailable(e: reqwest::Error) -> ChatError {
+    ChatError::Unavailable(http::transport_error(e))
+}
+
+/// The status and body of an answer, and the `Retry-After` it carried.
+async fn read(
+    response: reqwest::Response,
+) -> Result<(StatusCode, Option<Duration>, String), ChatError> {
+    let status = response.status();
+    let retry_after = http::retry_after(response.headers());
+    let body = response.text().await.map_err(unavailable)?;
+    Ok((status, retry_after, body))
+}
+
+/// 429 → wait; 5xx → later; any other failure is the request's fault and is never retried.
+fn classify(status: StatusCode, retry_after: Option<Duration>, reason: String) -> ChatError {
+    match http::classify(status, retry_after, Duration::from_secs(5)) {
+        Failure::RateLimited(retry_after) => ChatError::RateLimited { retry_after },
+        Failure::Unavailable => ChatError::Unavailable(format!("{status}: {reason}")),
+        Failure::Rejected => ChatError::Rejected(format!("{status}: {reason}")),
+    }
+}
