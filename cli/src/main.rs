@@ -444,8 +444,7 @@ async fn rollback(
 ) -> anyhow::Result<()> {
     let request = shared::messages::RollbackRequest {
         v: shared::messages::VERSION,
-        kind: shared::messages::RollbackRequest::KIND.into(),
-        target: target.to_string(),
+        target: target.into(),
         release,
         requested_by: std::env::var("USER").unwrap_or_else(|_| "shipline CLI".into()),
         requested_at: time::OffsetDateTime::now_utc()
@@ -455,7 +454,9 @@ async fn rollback(
         .await
         .send_message()
         .queue_url(queue)
-        .message_body(shared::messages::encode(&request))
+        .message_body(shared::messages::encode(
+            &shared::messages::DeployQueueMessage::Rollback(request.clone()),
+        ))
         .message_group_id(shared::messages::fifo_id(target))
         .message_deduplication_id(shared::messages::fifo_id(&format!(
             "rollback-{}",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tracing::{Instrument, error, info, warn};
 
-use crate::ports::{OutgoingMessage, Queue, Redelivery};
+use crate::ports::{OutgoingMessage, Queue, Redelivery, Retryable};
 
 /// An SQS event as Lambda's event source mapping delivers it: one record per `(body, message
 /// group)`, with message ids `m-0`, `m-1`, … and receipt handles `r-0`, `r-1`, …. The local
@@ -55,6 +55,22 @@ pub enum Outcome {
     },
     /// Can never succeed (malformed, an unknown version, a 4xx): to the dead-letter queue.
     DeadLetter(String),
+}
+
+impl Outcome {
+    /// A step that failed: retried (after the wait the service asked for, if it said) when a
+    /// later try can help, else dead-lettered with the error as its reason. Each queue
+    /// function's error type turns into an `Outcome` through this, in one place.
+    pub fn failed<E: Retryable + std::fmt::Display>(e: &E) -> Self {
+        if e.is_retryable() {
+            Outcome::Retry {
+                reason: e.to_string(),
+                after: e.retry_after(),
+            }
+        } else {
+            Outcome::DeadLetter(e.to_string())
+        }
+    }
 }
 
 /// Where a batch's side effects go.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::ids::TargetKey;
 use crate::secrets::Secrets;
 
 /// Where a named thing is referenced, for messages.
@@ -242,12 +243,12 @@ impl DeployRule {
     }
 
     /// A stable name for the target: `heroku:pax-user`, `hook:<repo>@<branch>`.
-    pub fn target_key(&self, repo: &str) -> String {
-        match self.target() {
+    pub fn target_key(&self, repo: &str) -> TargetKey {
+        TargetKey::new(match self.target() {
             Some(Target::Heroku(h)) => format!("heroku:{}", h.app),
             Some(Target::Hook(_)) => format!("hook:{repo}@{}", self.branch),
             Some(Target::Command(_)) | None => format!("command:{repo}@{}", self.branch),
-        }
+        })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod github;
 pub mod http;
+pub mod ids;
 pub mod messages;
 pub mod ports;
 pub mod records;

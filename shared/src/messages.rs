@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::ids::{BuildId, DeliveryId, Sha, TargetKey};
+
 pub const VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,11 +51,11 @@ pub struct BuildRequest {
     #[serde(default = "version")]
     pub v: u32,
     /// `X-GitHub-Delivery`: the correlation id from webhook to chat message.
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     /// `owner/name` as GitHub spells it.
     pub repo: String,
     /// The commit to build.
-    pub sha: String,
+    pub sha: Sha,
     pub trigger: Trigger,
     /// RFC 3339, when intake accepted the delivery.
     pub received_at: String,
@@ -108,18 +110,18 @@ pub struct DeployRequest {
     pub v: u32,
     pub repo: String,
     pub branch: String,
-    pub sha: String,
-    pub build_id: String,
+    pub sha: Sha,
+    pub build_id: BuildId,
     #[serde(default)]
     pub log_url: Option<String>,
     /// The target's key, as `DeployRule::target_key` names it (`heroku:pax-user`).
-    pub target: String,
+    pub target: TargetKey,
     pub environment: String,
     /// The build's exported variables: `SHIPLINE_IMAGE_<PROCESS>` holds the image id to
     /// release for that process type; the others travel along unchanged.
     #[serde(default)]
     pub artifacts: std::collections::BTreeMap<String, String>,
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
     #[serde(default)]
     pub commit_message: Option<String>,
     #[serde(default)]
@@ -135,9 +137,7 @@ pub struct DeployRequest {
 pub struct RollbackRequest {
     #[serde(default = "version")]
     pub v: u32,
-    /// Always `rollback`: what tells it apart from a `DeployRequest` on the same queue.
-    pub kind: String,
-    pub target: String,
+    pub target: TargetKey,
     /// The release to put back (a Heroku release id or version like `v41`); the one before
     /// the live release when not given.
     #[serde(default)]
@@ -146,8 +146,33 @@ pub struct RollbackRequest {
     pub requested_at: String,
 }
 
-impl RollbackRequest {
-    pub const KIND: &'static str = "rollback";
+/// What `deploys.fifo` carries, told apart by `kind`. A message without `kind` is a deploy
+/// (the first producers wrote none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeployQueueMessage {
+    Deploy(Box<DeployRequest>),
+    Rollback(RollbackRequest),
+}
+
+impl DeployQueueMessage {
+    /// Decodes a `deploys.fifo` body: the version first, then the kind, then the shape.
+    pub fn decode(body: &str) -> Result<Self, MessageError> {
+        let mut value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| MessageError::Malformed(e.to_string()))?;
+        if let Some(object) = value.as_object_mut() {
+            object.entry("kind").or_insert_with(|| "deploy".into());
+        }
+        decode(&value.to_string())
+    }
+
+    /// The target whose FIFO group it travels in.
+    pub fn target(&self) -> &TargetKey {
+        match self {
+            DeployQueueMessage::Deploy(d) => &d.target,
+            DeployQueueMessage::Rollback(r) => &r.target,
+        }
+    }
 }
 
 /// Something to tell the team chat.
@@ -189,7 +214,7 @@ pub struct Facts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repo: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha: Option<String>,
+    pub sha: Option<Sha>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,7 +235,7 @@ pub struct Facts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
+    pub target: Option<TargetKey>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::ids::{BuildId, Sha};
 use crate::ports::{Precondition, StateError, StateStore};
 
 /// Every key shipline writes, in one place, so that two functions never spell one differently.
@@ -110,13 +111,13 @@ impl dyn StateStore {
 pub struct LiveRecord {
     pub repo: String,
     pub branch: String,
-    pub sha: String,
+    pub sha: Sha,
     pub release_id: String,
     #[serde(default)]
     pub version: Option<String>,
     /// RFC 3339.
     pub at: String,
-    pub build_id: String,
+    pub build_id: BuildId,
     /// Earlier releases, newest last (at most ten), for rollbacks.
     #[serde(default)]
     pub history: Vec<PastRelease>,
@@ -124,7 +125,7 @@ pub struct LiveRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PastRelease {
-    pub sha: String,
+    pub sha: Sha,
     pub release_id: String,
     #[serde(default)]
     pub version: Option<String>,

@@ -36,7 +36,7 @@ fn request(sha: &str, build: &str) -> DeployRequest {
             "SHIPLINE_IMAGE_WEB".to_string(),
             format!("sha256:{}", &sha[..8]),
         )]),
-        delivery_id: format!("d-{build}"),
+        delivery_id: format!("d-{build}").into(),
         commit_message: None,
         author: None,
         installation_id: None,
@@ -122,8 +122,8 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
             sqs.send_message()
                 .queue_url(url)
                 .message_body(messages::encode(&r))
-                .message_group_id(&r.target)
-                .message_deduplication_id(&r.build_id)
+                .message_group_id(&*r.target)
+                .message_deduplication_id(&*r.build_id)
                 .send()
                 .await
                 .unwrap();

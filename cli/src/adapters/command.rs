@@ -25,7 +25,7 @@ impl Deployer for Command {
         let mut env: BTreeMap<String, String> = request.artifacts.clone();
         env.insert("SHIPLINE_REPO".into(), request.repo.clone());
         env.insert("SHIPLINE_BRANCH".into(), request.branch.clone());
-        env.insert("SHIPLINE_SHA".into(), request.sha.clone());
+        env.insert("SHIPLINE_SHA".into(), request.sha.to_string());
         env.insert("SHIPLINE_ENVIRONMENT".into(), request.environment.clone());
         let output = tokio::process::Command::new("sh")
             .arg("-c")
@@ -41,7 +41,7 @@ impl Deployer for Command {
             .to_string();
         if output.status.success() {
             Ok(Release::Live {
-                id: request.sha.clone(),
+                id: request.sha.to_string(),
                 version: String::from_utf8_lossy(&output.stdout)
                     .lines()
                     .last()
@@ -78,13 +78,13 @@ impl Deployer for Command {
             v: 1,
             repo: String::new(),
             branch: rule.branch.clone(),
-            sha: id.to_string(),
-            build_id: String::new(),
+            sha: id.to_string().into(),
+            build_id: String::new().into(),
             log_url: None,
-            target: String::new(),
+            target: String::new().into(),
             environment: rule.environment.clone(),
             artifacts: BTreeMap::new(),
-            delivery_id: String::new(),
+            delivery_id: String::new().into(),
             commit_message: None,
             author: None,
             installation_id: None,

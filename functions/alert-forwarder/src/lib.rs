@@ -358,7 +358,7 @@ async fn forward(deps: &Deps, alert: &Alert) -> Reply {
     };
     let facts = Facts {
         title: Some(alert.title.clone()),
-        target: Some(alert.project.clone()),
+        target: Some(alert.project.clone().into()),
         level: Some(format!("{:?}", alert.level).to_lowercase()),
         status,
         count: summary.as_ref().map(|(n, _)| *n),

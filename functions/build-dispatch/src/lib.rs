@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 use shared::batch::{self, BatchContext, Outcome};
 use shared::config::Config;
 use shared::messages::{
-    self, BuildRequest, Facts, MessageError, Notification, NotificationKind, short_sha,
+    self, BuildRequest, DeployQueueMessage, Facts, MessageError, Notification, NotificationKind,
+    short_sha,
 };
 use shared::ports::{
     Clock, GitHub, OutgoingMessage, Precondition, Queue, Redelivery, Retryable, StateError,
@@ -493,7 +494,7 @@ async fn finalize(
             deps.clock.rfc3339(),
         );
         let message = OutgoingMessage::fifo(
-            messages::encode(&request),
+            messages::encode(&DeployQueueMessage::Deploy(Box::new(request.clone()))),
             messages::fifo_id(&request.target),
             messages::fifo_id(&request.build_id),
         );
@@ -678,7 +679,7 @@ async fn post_status(
             warn!(error = %e, state = ?status.state, "GitHub refused the commit status");
             let facts = Facts {
                 repo: Some(repo.to_string()),
-                sha: Some(sha.to_string()),
+                sha: Some(sha.to_string().into()),
                 reason: Some(format!("GitHub refused the commit status: {e}")),
                 ..Facts::default()
             };

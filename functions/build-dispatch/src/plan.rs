@@ -93,8 +93,8 @@ impl Run {
             build_id: build.id.clone(),
             project: build.project.clone(),
             repo: request.repo.clone(),
-            sha: request.sha.clone(),
-            delivery_id: request.delivery_id.clone(),
+            sha: request.sha.to_string(),
+            delivery_id: request.delivery_id.to_string(),
             installation_id: request.installation_id,
             line: request.line_of_work(),
             branch,
@@ -154,7 +154,7 @@ impl Run {
     pub fn facts(&self) -> Facts {
         Facts {
             repo: Some(self.repo.clone()),
-            sha: Some(self.sha.clone()),
+            sha: Some(self.sha.clone().into()),
             branch: self.branch.clone(),
             pull_request: self.pr.clone().filter(|p| !p.url.is_empty()),
             commit_message: self.commit_message.clone().filter(|m| !m.is_empty()),
@@ -200,7 +200,7 @@ pub fn project_for<'a>(config: &Config, repo: &'a Repo, request: &BuildRequest) 
 pub fn source_version(request: &BuildRequest) -> String {
     match &request.trigger {
         Trigger::PullRequest(pr) if pr.fork => format!("pr/{}", pr.number),
-        _ => request.sha.clone(),
+        _ => request.sha.to_string(),
     }
 }
 
@@ -208,8 +208,8 @@ pub fn source_version(request: &BuildRequest) -> String {
 pub fn build_variables(request: &BuildRequest) -> Vec<(String, String)> {
     let mut vars = vec![
         (VAR_REPO.to_string(), request.repo.clone()),
-        (VAR_SHA.to_string(), request.sha.clone()),
-        (VAR_DELIVERY.to_string(), request.delivery_id.clone()),
+        (VAR_SHA.to_string(), request.sha.to_string()),
+        (VAR_DELIVERY.to_string(), request.delivery_id.to_string()),
     ];
     match &request.trigger {
         Trigger::Push(p) => vars.push((VAR_BRANCH.to_string(), p.branch.clone())),
@@ -340,13 +340,13 @@ pub fn deploy_request(
         v: messages::VERSION,
         repo: run.repo.clone(),
         branch: rule.branch.clone(),
-        sha: run.sha.clone(),
-        build_id: build.id.clone(),
+        sha: run.sha.clone().into(),
+        build_id: build.id.clone().into(),
         log_url: build.log_url.clone().or_else(|| run.log_url.clone()),
         target: rule.target_key(repo_name),
         environment: rule.environment.clone(),
         artifacts,
-        delivery_id: run.delivery_id.clone(),
+        delivery_id: run.delivery_id.clone().into(),
         commit_message: run.commit_message.clone(),
         author: run.author.clone(),
         installation_id: run.installation_id,

@@ -11,14 +11,15 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::batch::{self, BatchContext, Outcome};
 use shared::config::{Config, DeployRule};
 use shared::records::{LiveRecord, PastRelease, StateKey};
 
 use crate::deployer::{DeployError, Deployer, Release};
 use shared::messages::{
-    self, DeployRequest, Facts, Notification, NotificationKind, RollbackRequest, short_sha,
+    self, DeployQueueMessage, DeployRequest, Facts, Notification, NotificationKind,
+    RollbackRequest, short_sha,
 };
 use shared::ports::{
     Clock, GitHub, OutgoingMessage, Precondition, Queue, Redelivery, Retryable, StateError,
@@ -91,21 +92,12 @@ pub async fn handle_batch(deps: &Deps, event: &SqsEvent) -> SqsBatchResponse {
 
 async fn handle_message(deps: &Deps, message: &SqsMessage) -> Outcome {
     let body = message.body.as_deref().unwrap_or("");
-    let value: Value = match serde_json::from_str(body) {
-        Ok(v) => v,
-        Err(e) => return Outcome::DeadLetter(format!("message is not JSON: {e}")),
-    };
-    if value.get("kind").and_then(Value::as_str) == Some(RollbackRequest::KIND) {
-        return match messages::decode::<RollbackRequest>(body) {
-            Ok(request) => {
-                let span = tracing::info_span!("rollback", target = %request.target);
-                rollback(deps, &request).instrument(span).await
-            }
-            Err(e) => Outcome::DeadLetter(e.to_string()),
-        };
-    }
-    match messages::decode::<DeployRequest>(body) {
-        Ok(request) => {
+    match DeployQueueMessage::decode(body) {
+        Ok(DeployQueueMessage::Rollback(request)) => {
+            let span = tracing::info_span!("rollback", target = %request.target);
+            rollback(deps, &request).instrument(span).await
+        }
+        Ok(DeployQueueMessage::Deploy(request)) => {
             let span = tracing::info_span!("deploy", delivery_id = %request.delivery_id, target = %request.target, sha = %short_sha(&request.sha));
             deploy(deps, &request).instrument(span).await
         }
@@ -217,7 +209,7 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
                 .create_deployment(
                     &request.repo,
                     &NewDeployment {
-                        sha: request.sha.clone(),
+                        sha: request.sha.to_string(),
                         environment: request.environment.clone(),
                         description: format!(
                             "shipline: {} to {}",
@@ -239,7 +231,7 @@ async fn deploy(deps: &Deps, request: &DeployRequest) -> Outcome {
                 }
             };
             let progress = Progress {
-                sha: request.sha.clone(),
+                sha: request.sha.to_string(),
                 deployment_id,
                 release_id: None,
                 announced: false,
@@ -587,7 +579,7 @@ async fn rollback(deps: &Deps, request: &RollbackRequest) -> Outcome {
             .find(|p| &p.release_id == r || p.version.as_deref() == Some(r.as_str()))
             .cloned()
             .unwrap_or(PastRelease {
-                sha: String::new(),
+                sha: String::new().into(),
                 release_id: r.clone(),
                 version: None,
             }),
@@ -624,12 +616,12 @@ async fn rollback(deps: &Deps, request: &RollbackRequest) -> Outcome {
         } else {
             wanted.sha.clone()
         },
-        build_id: String::new(),
+        build_id: String::new().into(),
         log_url: None,
         target: request.target.clone(),
         environment: rule.environment.clone(),
         artifacts: Default::default(),
-        delivery_id: String::new(),
+        delivery_id: String::new().into(),
         commit_message: None,
         author: Some(request.requested_by.clone()),
         installation_id: None,
@@ -662,7 +654,7 @@ async fn rollback(deps: &Deps, request: &RollbackRequest) -> Outcome {
                 release_id: id,
                 version: version.clone(),
                 at: deps.clock.rfc3339(),
-                build_id: String::new(),
+                build_id: String::new().into(),
                 history,
                 ..live
             };

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
-use shared::messages::{self, DeployRequest, Notification, NotificationKind, RollbackRequest};
+use shared::messages::{
+    self, DeployQueueMessage, DeployRequest, Notification, NotificationKind, RollbackRequest,
+};
 use shared::ports::{Precondition, StateStore};
 use shared::records::{LiveRecord, StateKey};
 use shared::secrets::{SecretString, Secrets};
@@ -493,13 +495,19 @@ async fn a_rollback_releases_the_earlier_release() {
         .await;
     let rollback = RollbackRequest {
         v: 1,
-        kind: RollbackRequest::KIND.into(),
         target: "heroku:pax-user".into(),
         release: None,
         requested_by: "ana".into(),
         requested_at: "2026-11-26T10:00:00Z".into(),
     };
-    assert!(run(&h, messages::encode(&rollback)).await.is_empty());
+    assert!(
+        run(
+            &h,
+            messages::encode(&DeployQueueMessage::Rollback(rollback))
+        )
+        .await
+        .is_empty()
+    );
     let live = h.live().await.unwrap();
     assert_eq!(
         (live.release_id.as_str(), live.sha.as_str()),

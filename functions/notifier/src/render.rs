@@ -84,7 +84,7 @@ fn pieces(n: &Notification, scale: f64) -> Vec<Piece> {
             out.push(Break);
             let mut meta = Vec::new();
             if let Some(p) = &f.target {
-                meta.push(Code(p.clone(), b(60)));
+                meta.push(Code(p.to_string(), b(60)));
             }
             if let Some(l) = &f.level {
                 meta.push(Text(l.clone(), 16));
@@ -192,7 +192,7 @@ fn pieces(n: &Notification, scale: f64) -> Vec<Piece> {
             out.push(Fixed(" "));
         }
         if let Some(t) = &f.target {
-            out.push(Code(t.clone(), b(80)));
+            out.push(Code(t.to_string(), b(80)));
         }
         if let Some(r) = &f.release {
             out.push(Fixed(" · release "));

@@ -44,9 +44,9 @@ pub fn plan_push(config: &Config, event: &PushEvent, delivery: Delivery<'_>) -> 
     let head = event.head_commit.as_ref();
     Plan::Build(Box::new(BuildRequest {
         v: messages::VERSION,
-        delivery_id: delivery.id.to_string(),
+        delivery_id: delivery.id.to_string().into(),
         repo: repo_name.to_string(),
-        sha: event.after.clone(),
+        sha: event.after.clone().into(),
         trigger: Trigger::Push(PushTrigger {
             branch: branch.to_string(),
             before: event.before.clone(),
@@ -84,9 +84,9 @@ pub fn plan_pull_request(
     let pr = &event.pull_request;
     Plan::Build(Box::new(BuildRequest {
         v: messages::VERSION,
-        delivery_id: delivery.id.to_string(),
+        delivery_id: delivery.id.to_string().into(),
         repo: repo_name.to_string(),
-        sha: pr.head.sha.clone(),
+        sha: pr.head.sha.clone().into(),
         trigger: Trigger::PullRequest(PullRequestTrigger {
             number: event.number,
             action: event.action.clone(),
