@@ -1,4 +1,10 @@
 //! The GitHub REST client, the adapter of the `GitHub` port (build-dispatch posts commit
-//! statuses, deploy-promotion creates deployments).
+//! statuses, deploy-promotion creates deployments): endpoints in `client`, authentication in
+//! `auth`, requests and answer classification in `transport`.
 
+mod auth;
 pub mod client;
+mod transport;
+
+#[cfg(test)]
+mod tests;
