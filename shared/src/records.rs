@@ -58,7 +58,7 @@ pub struct Stored<T> {
     pub version: u64,
 }
 
-impl dyn StateStore {
+impl dyn StateStore + '_ {
     /// Reads a record as `T`; a record that does not parse is `StateError::Corrupt`.
     pub async fn read<T: DeserializeOwned>(
         &self,
