@@ -47,43 +47,73 @@ struct Figures {
     errors: usize,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let sdk = aws::sdk_config().await;
-    let telegram = telegram_stand_in().await?;
-    let table = e2e::unique("state");
-    aws::create_state_table(&sdk, &table).await;
-    let builds = aws::create_fifo_queue(&sdk, &e2e::unique("builds")).await;
-    let deploys = aws::create_fifo_queue(&sdk, &e2e::unique("deploys")).await;
-    let notify = aws::create_queue(&sdk, &e2e::unique("notifications")).await;
-    let events_arn =
-        aws::queue_arn(&sdk, &aws::create_queue(&sdk, &e2e::unique("events")).await).await;
-    let notify_arn = aws::queue_arn(&sdk, &notify).await;
-    let deploys_arn = aws::queue_arn(&sdk, &deploys).await;
-    let config = "channels:\n  team: { telegram: { chat_id: -100123 } }\ndefaults:\n  notify: [team]\nrepos:\n  Codertocat/Hello-World:\n    codebuild_project: hello\n    deploy:\n      - branch: master\n        heroku: { app: hello-world }\nsentry:\n  projects:\n    front-end: { notify: [team] }\n";
-    let secrets = json!({
-        "github_webhook_secret": WEBHOOK_SECRET, "github_token": "ghp_x",
-        "heroku_api_key": "hk", "telegram_bot_token": "1:x",
-        "sentry_client_secret": SENTRY_SECRET,
-    })
-    .to_string();
-    let param = format!("/{}/config", e2e::unique("shipline"));
-    aws::put_parameter(&sdk, &param, config).await;
-    let secret_arn = aws::create_secret(&sdk, &e2e::unique("secrets"), &secrets).await;
-    // The same config and secrets as files: init without the two AWS reads, to tell the
-    // functions' own init cost from moto's answers.
-    let files = std::env::temp_dir().join(e2e::unique("coldstart"));
-    std::fs::create_dir_all(&files)?;
-    std::fs::write(files.join("shipline.yaml"), config)?;
-    std::fs::write(files.join("secrets.json"), &secrets)?;
-    let config_file = files.join("shipline.yaml").display().to_string();
-    let secrets_file = files.join("secrets.json").display().to_string();
-    let common = |extra: &[(&str, &str)]| {
+/// What the functions run against: queues, the state table, the config and secrets both in
+/// SSM / Secrets Manager and as files, and a Telegram stand-in.
+struct Stack {
+    table: String,
+    builds: String,
+    deploys: String,
+    notify: String,
+    events_arn: String,
+    notify_arn: String,
+    deploys_arn: String,
+    param: String,
+    secret_arn: String,
+    config_file: String,
+    secrets_file: String,
+    telegram: String,
+}
+
+const CONFIG: &str = "channels:\n  team: { telegram: { chat_id: -100123 } }\ndefaults:\n  notify: [team]\nrepos:\n  Codertocat/Hello-World:\n    codebuild_project: hello\n    deploy:\n      - branch: master\n        heroku: { app: hello-world }\nsentry:\n  projects:\n    front-end: { notify: [team] }\n";
+
+impl Stack {
+    async fn create() -> anyhow::Result<Self> {
+        let sdk = aws::sdk_config().await;
+        let telegram = telegram_stand_in().await?;
+        let table = e2e::unique("state");
+        aws::create_state_table(&sdk, &table).await;
+        let builds = aws::create_fifo_queue(&sdk, &e2e::unique("builds")).await;
+        let deploys = aws::create_fifo_queue(&sdk, &e2e::unique("deploys")).await;
+        let notify = aws::create_queue(&sdk, &e2e::unique("notifications")).await;
+        let events = aws::create_queue(&sdk, &e2e::unique("events")).await;
+        let secrets = json!({
+            "github_webhook_secret": WEBHOOK_SECRET, "github_token": "ghp_x",
+            "heroku_api_key": "hk", "telegram_bot_token": "1:x",
+            "sentry_client_secret": SENTRY_SECRET,
+        })
+        .to_string();
+        let param = format!("/{}/config", e2e::unique("shipline"));
+        aws::put_parameter(&sdk, &param, CONFIG).await;
+        let secret_arn = aws::create_secret(&sdk, &e2e::unique("secrets"), &secrets).await;
+        // The same config and secrets as files: init without the two AWS reads, to tell the
+        // functions' own init cost from moto's answers.
+        let files = std::env::temp_dir().join(e2e::unique("coldstart"));
+        std::fs::create_dir_all(&files)?;
+        std::fs::write(files.join("shipline.yaml"), CONFIG)?;
+        std::fs::write(files.join("secrets.json"), &secrets)?;
+        Ok(Self {
+            events_arn: aws::queue_arn(&sdk, &events).await,
+            notify_arn: aws::queue_arn(&sdk, &notify).await,
+            deploys_arn: aws::queue_arn(&sdk, &deploys).await,
+            config_file: files.join("shipline.yaml").display().to_string(),
+            secrets_file: files.join("secrets.json").display().to_string(),
+            table,
+            builds,
+            deploys,
+            notify,
+            param,
+            secret_arn,
+            telegram,
+        })
+    }
+
+    /// The Lambda environment every function gets, plus `extra`.
+    fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env = aws::process_env();
         for (k, v) in [
-            ("SHIPLINE_CONFIG_PARAM", param.as_str()),
-            ("SHIPLINE_SECRETS_ARN", secret_arn.as_str()),
-            ("STATE_TABLE", table.as_str()),
+            ("SHIPLINE_CONFIG_PARAM", self.param.as_str()),
+            ("SHIPLINE_SECRETS_ARN", self.secret_arn.as_str()),
+            ("STATE_TABLE", self.table.as_str()),
             ("RUST_LOG", "warn"),
         ]
         .iter()
@@ -92,17 +122,33 @@ async fn main() -> anyhow::Result<()> {
             env.push((k.to_string(), v.to_string()));
         }
         env
-    };
+    }
+}
 
-    let subjects = vec![
-        Subject {
-            name: "hello",
-            env: aws::process_env(),
-            event: Box::new(|i| json!({ "n": i })),
-        },
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let stack = Stack::create().await?;
+    let mut subjects = vec![Subject {
+        name: "hello",
+        env: aws::process_env(),
+        event: Box::new(|i| json!({ "n": i })),
+    }];
+    subjects.extend(http_subjects(&stack));
+    subjects.extend(queue_subjects(&stack));
+    let mut table_rows = Vec::new();
+    for subject in &subjects {
+        table_rows.push(measure(subject, &stack.config_file, &stack.secrets_file).await?);
+    }
+    print(&table_rows);
+    Ok(())
+}
+
+/// The HTTP functions, each given a signed delivery.
+fn http_subjects(stack: &Stack) -> Vec<Subject> {
+    vec![
         Subject {
             name: "webhook-intake",
-            env: common(&[("BUILD_QUEUE_URL", &builds)]),
+            env: stack.env(&[("BUILD_QUEUE_URL", &stack.builds)]),
             event: Box::new(|i| {
                 let body = PUSH.as_bytes();
                 let headers = json!({
@@ -116,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
         },
         Subject {
             name: "alert-forwarder",
-            env: common(&[("NOTIFY_QUEUE_URL", &notify)]),
+            env: stack.env(&[("NOTIFY_QUEUE_URL", &stack.notify)]),
             event: Box::new(|i| {
                 let mut issue: Value = serde_json::from_str(SENTRY_ISSUE).unwrap();
                 issue["data"]["issue"]["id"] = json!(format!("{}", 1000 + i));
@@ -130,19 +176,28 @@ async fn main() -> anyhow::Result<()> {
                 http_api_event("/sentry", &headers, body.as_bytes(), false)
             }),
         },
+    ]
+}
+
+/// The queue functions, each given a batch from its queue.
+fn queue_subjects(stack: &Stack) -> Vec<Subject> {
+    let events_arn = stack.events_arn.clone();
+    let deploys_arn = stack.deploys_arn.clone();
+    let notify_arn = stack.notify_arn.clone();
+    vec![
         Subject {
             name: "build-dispatch",
-            env: common(&[
-                ("DEPLOY_QUEUE_URL", &deploys),
-                ("NOTIFY_QUEUE_URL", &notify),
+            env: stack.env(&[
+                ("DEPLOY_QUEUE_URL", &stack.deploys),
+                ("NOTIFY_QUEUE_URL", &stack.notify),
             ]),
             // A state change of a build shipline did not start: read the state, skip.
             event: Box::new(move |_| sqs_event(&events_arn, STATE_CHANGE, None)),
         },
         Subject {
             name: "deploy-promotion",
-            env: common(&[
-                ("NOTIFY_QUEUE_URL", &notify),
+            env: stack.env(&[
+                ("NOTIFY_QUEUE_URL", &stack.notify),
                 ("HEROKU_API_URL", "http://127.0.0.1:9"),
             ]),
             // A deploy to a target no rule names any more: read the config, skip.
@@ -172,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
         },
         Subject {
             name: "notifier",
-            env: common(&[("TELEGRAM_API_URL", &telegram)]),
+            env: stack.env(&[("TELEGRAM_API_URL", &stack.telegram)]),
             // A build's story on Telegram: read the thread, post or edit, record it.
             event: Box::new(move |i| {
                 let notification = messages::Notification {
@@ -191,14 +246,7 @@ async fn main() -> anyhow::Result<()> {
                 sqs_event(&notify_arn, &messages::encode(&notification), None)
             }),
         },
-    ];
-
-    let mut table_rows = Vec::new();
-    for subject in &subjects {
-        table_rows.push(measure(subject, &config_file, &secrets_file).await?);
-    }
-    print(&table_rows);
-    Ok(())
+    ]
 }
 
 fn sqs_event(arn: &str, body: &str, group: Option<&str>) -> Value {

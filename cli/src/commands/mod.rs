@@ -1,0 +1,8 @@
+//! One module per subcommand of `shipline`.
+
+pub mod config;
+pub mod demo;
+pub mod dlq;
+pub mod rollback;
+pub mod serve;
+pub mod sign;
