@@ -10,15 +10,18 @@ use std::sync::Arc;
 
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tracing::{Instrument, error, info, warn};
 
 use crate::webhook::{
     DELIVERY_HEADER, EVENT_HEADER, PingEvent, PullRequestEvent, PushEvent, SIGNATURE_HEADER,
 };
 use shared::config::Config;
+pub use shared::http::Reply;
+use shared::ids::Sha;
 use shared::messages::{self, BuildRequest};
 use shared::ports::{Clock, OutgoingMessage, Precondition, Queue, StateError, StateStore};
+use shared::records::StateKey;
 use shared::secrets::SecretString;
 
 use crate::plan::{Delivery, Plan};
@@ -40,22 +43,6 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The answer to one delivery: a status and a short text for GitHub's delivery log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-impl Reply {
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-}
-
 /// The Lambda entry point (API Gateway HTTP API v2 or a function URL). `lambda_http` has
 /// already base64-decoded the body when `isBase64Encoded` was set, so the bytes are the raw
 /// bytes GitHub signed.
@@ -71,15 +58,7 @@ pub async fn handle(
     } else {
         handle_delivery(deps, request.headers(), request.body().as_ref()).await
     };
-    Ok(to_response(&reply))
-}
-
-pub fn to_response(reply: &Reply) -> Response<Body> {
-    Response::builder()
-        .status(reply.status)
-        .header("content-type", "application/json")
-        .body(Body::Text(json!({ "message": reply.message }).to_string()))
-        .expect("a static response builds")
+    Ok(reply.into_response())
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -212,8 +191,12 @@ fn json_payload<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<Cow<'a, [u8]>
     }
 }
 
-fn dedup_key(delivery_id: &str) -> String {
-    format!("delivery:{delivery_id}")
+/// What the dedup record (`StateKey::Delivery`) remembers of an accepted delivery.
+#[derive(Debug, Serialize, Deserialize)]
+struct DeliveryRecord {
+    repo: String,
+    sha: Sha,
+    queued_at: i64,
 }
 
 /// Enqueues the request unless this delivery was enqueued before.
@@ -223,9 +206,9 @@ fn dedup_key(delivery_id: &str) -> String {
 /// copies racing past the check both send with the delivery id as FIFO deduplication id, and
 /// SQS keeps one.
 async fn enqueue_once(deps: &Deps, request: &BuildRequest) -> Reply {
-    let key = dedup_key(&request.delivery_id);
+    let key = StateKey::Delivery(&request.delivery_id);
     let now = deps.clock.unix();
-    match deps.state.get(&key, now).await {
+    match deps.state.read_value::<DeliveryRecord>(key, now).await {
         Ok(Some(_)) => {
             return Reply::new(
                 StatusCode::OK,
@@ -253,12 +236,16 @@ async fn enqueue_once(deps: &Deps, request: &BuildRequest) -> Reply {
             "build queue unavailable; redeliver later",
         );
     }
-    let record = json!({ "repo": request.repo, "sha": request.sha, "queued_at": now });
+    let record = DeliveryRecord {
+        repo: request.repo.clone(),
+        sha: request.sha.clone(),
+        queued_at: now,
+    };
     match deps
         .state
-        .put(
-            &key,
-            record,
+        .write(
+            key,
+            &record,
             Precondition::Absent,
             Some(now + DEDUP_TTL_SECS),
             now,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryStateStore};
 use shared::config::Config;
 use shared::messages::{self, BuildRequest, Trigger};
+use shared::ports::{Precondition, StateStore};
 use shared::secrets::SecretString;
 use webhook_intake::webhook::sign;
 use webhook_intake::{Deps, handle};
@@ -317,6 +318,24 @@ async fn an_unavailable_state_store_is_500_and_enqueues_nothing() {
     let h = harness();
     h.state.set_unavailable(true);
     let (status, _) = call(&h, event(github_headers("push", "d-15", PUSH), PUSH, false)).await;
+    assert_eq!(status, 500);
+    assert!(h.queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_corrupt_dedup_record_is_500_and_enqueues_nothing() {
+    let h = harness();
+    h.state
+        .put(
+            "delivery:d-17",
+            json!("not a record"),
+            Precondition::None,
+            None,
+            0,
+        )
+        .await
+        .unwrap();
+    let (status, _) = call(&h, event(github_headers("push", "d-17", PUSH), PUSH, false)).await;
     assert_eq!(status, 500);
     assert!(h.queue.is_empty());
 }
