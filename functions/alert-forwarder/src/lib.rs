@@ -12,12 +12,13 @@ use crate::sentry::{Alert, Change, Delivery, RESOURCE_HEADER, SIGNATURE_HEADER};
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use shared::config::{Config, UnknownProjects};
+pub use shared::http::Reply;
 use shared::messages::{self, Facts, Notification, NotificationKind, short_sha};
 use shared::ports::{Clock, OutgoingMessage, Precondition, Queue, StateError, StateStore};
 use shared::records::{LiveRecord, StateKey};
 use shared::secrets::SecretString;
+use shared::signature::token_matches;
 use tracing::{Instrument, error, info, warn};
 
 /// Sentry alert bodies are small; a megabyte is far beyond any.
@@ -32,19 +33,6 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub message: String,
-}
-
-fn reply(status: StatusCode, message: impl Into<String>) -> Reply {
-    Reply {
-        status,
-        message: message.into(),
-    }
-}
-
 pub async fn handle(
     deps: &Deps,
     request: Request,
@@ -55,7 +43,7 @@ pub async fn handle(
         .trim_end_matches('/')
         .ends_with("/legacy");
     let reply = if request.method() != Method::POST {
-        reply(StatusCode::METHOD_NOT_ALLOWED, "POST a Sentry webhook here")
+        Reply::new(StatusCode::METHOD_NOT_ALLOWED, "POST a Sentry webhook here")
     } else if legacy {
         let token = request
             .query_string_parameters_ref()
@@ -65,11 +53,7 @@ pub async fn handle(
     } else {
         handle_integration(deps, request.headers(), request.body().as_ref()).await
     };
-    Ok(Response::builder()
-        .status(reply.status)
-        .header("content-type", "application/json")
-        .body(Body::Text(json!({ "message": reply.message }).to_string()))
-        .expect("a static response builds"))
+    Ok(reply.into_response())
 }
 
 /// An integration-platform delivery: signature first, then the resource.
@@ -80,10 +64,10 @@ pub async fn handle_integration(deps: &Deps, headers: &HeaderMap, body: &[u8]) -
     let span = tracing::info_span!("sentry", request_id = %request_id, resource = %resource);
     async {
         if body.len() > MAX_BODY_BYTES {
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            return Reply::new(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
         }
         let Some(secret) = &deps.client_secret else {
-            return reply(
+            return Reply::new(
                 StatusCode::UNAUTHORIZED,
                 "no sentry_client_secret is configured",
             );
@@ -91,11 +75,11 @@ pub async fn handle_integration(deps: &Deps, headers: &HeaderMap, body: &[u8]) -
         if let Err(e) =
             sentry::verify_signature(secret.expose().as_bytes(), body, header(SIGNATURE_HEADER))
         {
-            return reply(StatusCode::UNAUTHORIZED, e.to_string());
+            return Reply::new(StatusCode::UNAUTHORIZED, e.to_string());
         }
         match sentry::parse_integration(&resource, body) {
             Ok(delivery) => act(deps, delivery).await,
-            Err(e) => reply(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => Reply::new(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
     .instrument(span.clone())
@@ -108,20 +92,20 @@ pub async fn handle_legacy(deps: &Deps, token: &str, body: &[u8]) -> Reply {
     let span = tracing::info_span!("sentry_legacy");
     async {
         if body.len() > MAX_BODY_BYTES {
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+            return Reply::new(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
         }
         let Some(expected) = &deps.legacy_token else {
-            return reply(
+            return Reply::new(
                 StatusCode::UNAUTHORIZED,
                 "no sentry_legacy_token is configured",
             );
         };
-        if !shared::signature::token_matches(token, expected.expose()) {
-            return reply(StatusCode::UNAUTHORIZED, "wrong or missing token");
+        if !token_matches(token, expected.expose()) {
+            return Reply::new(StatusCode::UNAUTHORIZED, "wrong or missing token");
         }
         match sentry::parse_legacy(body) {
             Ok(delivery) => act(deps, delivery).await,
-            Err(e) => reply(StatusCode::BAD_REQUEST, e.to_string()),
+            Err(e) => Reply::new(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
     .instrument(span.clone())
@@ -150,8 +134,8 @@ impl Logged for Reply {
 
 async fn act(deps: &Deps, delivery: Delivery) -> Reply {
     match delivery {
-        Delivery::Acknowledged(what) => reply(StatusCode::OK, format!("acknowledged: {what}")),
-        Delivery::Ignored(why) => reply(StatusCode::OK, format!("ignored: {why}")),
+        Delivery::Acknowledged(what) => Reply::new(StatusCode::OK, format!("acknowledged: {what}")),
+        Delivery::Ignored(why) => Reply::new(StatusCode::OK, format!("ignored: {why}")),
         Delivery::Alert(alert) => forward(deps, &alert).await,
     }
 }
@@ -188,13 +172,41 @@ fn route(
     }
 }
 
-/// Per issue: when the window opened and how many events it swallowed.
+/// Per issue (`StateKey::Throttle`): when the window opened and how many events it swallowed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Throttle {
     window_start: i64,
     suppressed: u64,
     /// RFC 3339 time of the first suppressed event.
     suppressed_since: Option<String>,
+}
+
+impl Throttle {
+    fn opened(now: i64) -> Self {
+        Throttle {
+            window_start: now,
+            suppressed: 0,
+            suppressed_since: None,
+        }
+    }
+
+    /// How many events the window held back, and since when; `None` when it held none.
+    fn summary(&self) -> Option<(u64, String)> {
+        (self.suppressed > 0).then(|| {
+            (
+                self.suppressed,
+                self.suppressed_since.clone().unwrap_or_default(),
+            )
+        })
+    }
+
+    fn counted(self, now_rfc3339: impl FnOnce() -> String) -> Self {
+        Throttle {
+            suppressed: self.suppressed + 1,
+            suppressed_since: self.suppressed_since.or_else(|| Some(now_rfc3339())),
+            ..self
+        }
+    }
 }
 
 /// The throttle's decision for one event.
@@ -207,56 +219,35 @@ enum Pass {
 
 /// At most one message per issue per window; the first event after a window also carries how
 /// many were held back. Conditional writes make two concurrent invocations agree.
-async fn throttle(deps: &Deps, key: &str, window: Duration, now: i64) -> Result<Pass, StateError> {
+async fn throttle(
+    deps: &Deps,
+    key: StateKey<'_>,
+    window: Duration,
+    now: i64,
+) -> Result<Pass, StateError> {
+    let window = window.as_secs() as i64;
+    let expires = now + 2 * window + 3600;
     for _ in 0..8 {
-        let current = deps.state.get(key, now).await?;
-        let expires = now + 2 * window.as_secs() as i64 + 3600;
-        let (decision, next, precondition) = match &current {
+        let (decision, next, precondition) = match deps.state.read::<Throttle>(key, now).await? {
             None => (
                 Pass::Tell(None),
-                Throttle {
-                    window_start: now,
-                    suppressed: 0,
-                    suppressed_since: None,
-                },
+                Throttle::opened(now),
                 Precondition::Absent,
             ),
-            Some(record) => {
-                let t: Throttle = serde_json::from_value(record.value.clone())
-                    .map_err(|e| StateError::Corrupt(e.to_string()))?;
-                if now - t.window_start >= window.as_secs() as i64 {
-                    let summary = (t.suppressed > 0)
-                        .then(|| (t.suppressed, t.suppressed_since.clone().unwrap_or_default()));
-                    (
-                        Pass::Tell(summary),
-                        Throttle {
-                            window_start: now,
-                            suppressed: 0,
-                            suppressed_since: None,
-                        },
-                        Precondition::Version(record.version),
-                    )
-                } else {
-                    let since = t
-                        .suppressed_since
-                        .clone()
-                        .or_else(|| Some(deps.clock.rfc3339()));
-                    (
-                        Pass::Hold,
-                        Throttle {
-                            suppressed: t.suppressed + 1,
-                            suppressed_since: since,
-                            ..t
-                        },
-                        Precondition::Version(record.version),
-                    )
-                }
-            }
+            Some(stored) if now - stored.value.window_start >= window => (
+                Pass::Tell(stored.value.summary()),
+                Throttle::opened(now),
+                Precondition::Version(stored.version),
+            ),
+            Some(stored) => (
+                Pass::Hold,
+                stored.value.counted(|| deps.clock.rfc3339()),
+                Precondition::Version(stored.version),
+            ),
         };
-        let value = serde_json::to_value(&next).expect("records serialise");
         match deps
             .state
-            .put(key, value, precondition, Some(expires), now)
+            .write(key, &next, precondition, Some(expires), now)
             .await
         {
             Ok(_) => return Ok(decision),
@@ -275,39 +266,44 @@ async fn live_release(deps: &Deps, project: &str, now: i64) -> Option<String> {
         }
         for rule in &repo.deploy {
             let target = rule.target_key(name);
-            // A target with nothing recorded (never deployed, or the table unreachable) is
-            // skipped: the alert goes out without the line rather than not at all.
-            let Some(record) = deps
+            // A target with nothing recorded (never deployed) is skipped, and so is one whose
+            // record cannot be read (the table unreachable, a corrupt record): the alert goes
+            // out without the line rather than not at all.
+            let live = match deps
                 .state
-                .get(&StateKey::Live(&target).to_string(), now)
+                .read_value::<LiveRecord>(StateKey::Live(&target), now)
                 .await
-                .ok()
-                .flatten()
-            else {
-                continue;
-            };
-            let Ok(live) = serde_json::from_value::<LiveRecord>(record.value) else {
-                continue;
-            };
-            let ago = time::OffsetDateTime::parse(
-                &live.at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map(|at| human_ago(now - at.unix_timestamp()))
-            .unwrap_or_default();
-            return Some(format!(
-                "{}{} on {target}{}",
-                short_sha(&live.sha),
-                live.version.map(|v| format!(" ({v})")).unwrap_or_default(),
-                if ago.is_empty() {
-                    String::new()
-                } else {
-                    format!(", deployed {ago}")
+            {
+                Ok(Some(live)) => live,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(error = %e, target = %target, "live release unknown; the alert goes without it");
+                    continue;
                 }
-            ));
+            };
+            return Some(describe_live(&live, &target, now));
         }
     }
     None
+}
+
+fn describe_live(live: &LiveRecord, target: &str, now: i64) -> String {
+    let ago = time::OffsetDateTime::parse(&live.at, &time::format_description::well_known::Rfc3339)
+        .map(|at| human_ago(now - at.unix_timestamp()))
+        .unwrap_or_default();
+    format!(
+        "{}{} on {target}{}",
+        short_sha(&live.sha),
+        live.version
+            .as_ref()
+            .map(|v| format!(" ({v})"))
+            .unwrap_or_default(),
+        if ago.is_empty() {
+            String::new()
+        } else {
+            format!(", deployed {ago}")
+        }
+    )
 }
 
 fn human_ago(secs: i64) -> String {
@@ -323,14 +319,14 @@ async fn forward(deps: &Deps, alert: &Alert) -> Reply {
     let now = deps.clock.unix();
     let (channels, min_level, window) = match route(&deps.config, &alert.project) {
         Ok(route) => route,
-        Err(reason) => return reply(StatusCode::OK, format!("ignored: {reason}")),
+        Err(reason) => return Reply::new(StatusCode::OK, format!("ignored: {reason}")),
     };
     if channels.is_empty() {
-        return reply(StatusCode::OK, "ignored: no channels for this project");
+        return Reply::new(StatusCode::OK, "ignored: no channels for this project");
     }
     let always = matches!(alert.change, Change::Resolved | Change::Regressed);
     if !always && alert.level < min_level {
-        return reply(
+        return Reply::new(
             StatusCode::OK,
             format!("ignored: level {:?} is below {:?}", alert.level, min_level),
         );
@@ -338,25 +334,56 @@ async fn forward(deps: &Deps, alert: &Alert) -> Reply {
     let summary = if always {
         None
     } else {
-        let key = format!("throttle:{}:{}", alert.project, alert.issue);
-        match throttle(deps, &key, window, now).await {
+        let key = StateKey::Throttle {
+            project: &alert.project,
+            issue: &alert.issue,
+        };
+        match throttle(deps, key, window, now).await {
             Ok(Pass::Tell(summary)) => summary,
             Ok(Pass::Hold) => {
-                return reply(StatusCode::OK, "throttled: counted for the next summary");
+                return Reply::new(StatusCode::OK, "throttled: counted for the next summary");
             }
             Err(e) => {
                 error!(error = %e, "throttle unavailable");
-                return reply(StatusCode::INTERNAL_SERVER_ERROR, "state store unavailable");
+                return Reply::new(StatusCode::INTERNAL_SERVER_ERROR, "state store unavailable");
             }
         }
     };
+    let release = live_release(deps, &alert.project, now).await;
+    let notification = Notification {
+        v: messages::VERSION,
+        kind: NotificationKind::ErrorAlert,
+        thread_key: format!("sentry:{}:{}:{now}", alert.project, alert.issue),
+        channels,
+        facts: facts(alert, summary, release),
+        at: deps.clock.rfc3339(),
+    };
+    match deps
+        .notify
+        .send(OutgoingMessage::new(messages::encode(&notification)))
+        .await
+    {
+        Ok(()) => Reply::new(StatusCode::ACCEPTED, "queued"),
+        Err(e) => {
+            error!(error = %e, "cannot enqueue the notification");
+            Reply::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "notification queue unavailable",
+            )
+        }
+    }
+}
+
+/// What the chat shows of an alert: the summary of held-back events, when there is one, takes
+/// the culprit's place.
+fn facts(alert: &Alert, summary: Option<(u64, String)>, release: Option<String>) -> Facts {
     let status = match alert.change {
         Change::Raised => None,
         Change::Regressed => Some("regressed".to_string()),
         Change::Resolved => Some("resolved".to_string()),
         Change::Updated => Some(alert.action.clone()),
     };
-    let facts = Facts {
+    Facts {
         title: Some(alert.title.clone()),
         target: Some(alert.project.clone().into()),
         level: Some(format!("{:?}", alert.level).to_lowercase()),
@@ -371,30 +398,8 @@ async fn forward(deps: &Deps, alert: &Alert) -> Reply {
                 )
             })
             .or_else(|| alert.culprit.clone()),
-        release: live_release(deps, &alert.project, now).await,
+        release,
         url: alert.url.clone(),
         ..Facts::default()
-    };
-    let notification = Notification {
-        v: messages::VERSION,
-        kind: NotificationKind::ErrorAlert,
-        thread_key: format!("sentry:{}:{}:{now}", alert.project, alert.issue),
-        channels,
-        facts,
-        at: deps.clock.rfc3339(),
-    };
-    match deps
-        .notify
-        .send(OutgoingMessage::new(messages::encode(&notification)))
-        .await
-    {
-        Ok(()) => reply(StatusCode::ACCEPTED, "queued"),
-        Err(e) => {
-            error!(error = %e, "cannot enqueue the notification");
-            reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "notification queue unavailable",
-            )
-        }
     }
 }

@@ -3,10 +3,14 @@
 //! "WebHooks" plugin), reduced to one `Alert` shape. Fields Sentry documents but does not always
 //! send (a `null` permalink, a missing `web_url`) are optional: the best link available wins.
 
-use serde::Deserialize;
+mod payload;
+
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shared::config::Level;
 use shared::signature::{self, HexMismatch};
+
+use self::payload::{Envelope, EventData, IssueData, Legacy, MetricData, Unread};
 
 pub const SIGNATURE_HEADER: &str = "sentry-hook-signature";
 pub const RESOURCE_HEADER: &str = "sentry-hook-resource";
@@ -98,10 +102,6 @@ fn level(text: Option<&str>) -> Level {
     }
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
-}
-
 /// `https://sentry.io/api/0/projects/<org>/<slug>/events/...` → `<slug>`.
 fn slug_from_api_url(url: &str) -> Option<String> {
     let rest = &url[url.find("/projects/")? + "/projects/".len()..];
@@ -111,177 +111,166 @@ fn slug_from_api_url(url: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The UI link of an issue, from what the payload has.
-fn issue_link(issue: &Value, org: Option<&str>) -> Option<String> {
-    str_of(issue, "web_url")
-        .or_else(|| str_of(issue, "permalink"))
-        .map(str::to_string)
-        .or_else(|| {
-            let id = str_of(issue, "id")?;
-            Some(match org {
-                Some(org) => format!("https://{org}.sentry.io/issues/{id}/"),
-                None => format!("https://sentry.io/issues/{id}/"),
-            })
-        })
-}
-
+/// The body as JSON. Payloads are read from the parsed value, not straight from the bytes, so
+/// that a repeated key counts once (the last), as in any JSON reader, instead of failing.
 fn parse_json(body: &[u8]) -> Result<Value, PayloadError> {
     serde_json::from_slice(body).map_err(|e| PayloadError::Malformed(e.line(), e.column()))
+}
+
+/// The action and the `data` of an integration-platform payload; every resource has `data`.
+fn open<D: DeserializeOwned + Default>(payload: Value) -> Result<(String, D), PayloadError> {
+    let envelope: Envelope<D> = payload::from_value(payload);
+    let data = envelope.data.ok_or(PayloadError::Missing("data"))?;
+    Ok((envelope.action.unwrap_or_default(), data))
 }
 
 /// An integration-platform delivery, by its `Sentry-Hook-Resource`.
 pub fn parse_integration(resource: &str, body: &[u8]) -> Result<Delivery, PayloadError> {
     let payload = parse_json(body)?;
-    let action = str_of(&payload, "action").unwrap_or("").to_string();
-    let data = payload.get("data").ok_or(PayloadError::Missing("data"))?;
     match resource {
         "issue" => {
-            let issue = data
-                .get("issue")
-                .ok_or(PayloadError::Missing("data.issue"))?;
-            let change = match action.as_str() {
-                "created" => Change::Raised,
-                "resolved" => Change::Resolved,
-                "unresolved" => Change::Regressed,
-                "assigned" | "ignored" | "archived" => Change::Updated,
-                other => return Ok(Delivery::Ignored(format!("issue action `{other}`"))),
-            };
-            let project = issue
-                .pointer("/project/slug")
-                .and_then(Value::as_str)
-                .ok_or(PayloadError::Missing("data.issue.project.slug"))?;
-            Ok(Delivery::Alert(Alert {
-                project: project.to_string(),
-                issue: str_of(issue, "id")
-                    .ok_or(PayloadError::Missing("data.issue.id"))?
-                    .to_string(),
-                title: str_of(issue, "title")
-                    .unwrap_or("(untitled issue)")
-                    .to_string(),
-                level: level(str_of(issue, "level")),
-                change,
-                action,
-                url: issue_link(issue, None),
-                culprit: str_of(issue, "culprit").map(str::to_string),
-                short_id: str_of(issue, "shortId").map(str::to_string),
-            }))
+            let (action, data) = open(payload)?;
+            issue_alert(action, data)
         }
         "event_alert" | "error" => {
-            let (key, expected) = if resource == "error" {
-                ("error", "created")
-            } else {
-                ("event", "triggered")
-            };
-            if action != expected {
-                return Ok(Delivery::Ignored(format!("{resource} action `{action}`")));
-            }
-            let event = data.get(key).ok_or(PayloadError::Missing("data.event"))?;
-            let project = str_of(event, "url")
-                .and_then(slug_from_api_url)
-                .or_else(|| str_of(event, "project").map(str::to_string))
-                .unwrap_or_else(|| "unknown".to_string());
-            let issue = str_of(event, "issue_id")
-                .map(str::to_string)
-                .or_else(|| {
-                    event
-                        .get("issue_id")
-                        .and_then(Value::as_u64)
-                        .map(|n| n.to_string())
-                })
-                .unwrap_or_else(|| str_of(event, "event_id").unwrap_or("unknown").to_string());
-            let title = str_of(event, "title")
-                .or_else(|| str_of(event, "message"))
-                .unwrap_or("(untitled event)")
-                .to_string();
-            let rule = data
-                .get("triggered_rule")
-                .and_then(Value::as_str)
-                .map(|r| format!(" (rule: {r})"))
-                .unwrap_or_default();
-            Ok(Delivery::Alert(Alert {
-                project,
-                issue,
-                title,
-                level: level(str_of(event, "level")),
-                change: Change::Raised,
-                action: format!("{action}{rule}"),
-                url: str_of(event, "web_url")
-                    .or_else(|| str_of(event, "issue_url"))
-                    .map(str::to_string),
-                culprit: str_of(event, "culprit").map(str::to_string),
-                short_id: None,
-            }))
+            let (action, data) = open(payload)?;
+            event_alert(resource, action, data)
         }
         "metric_alert" => {
-            let (change, lvl) = match action.as_str() {
-                "critical" => (Change::Raised, Level::Fatal),
-                "warning" => (Change::Raised, Level::Warning),
-                "open" => (Change::Raised, Level::Error),
-                "resolved" => (Change::Resolved, Level::Error),
-                other => return Ok(Delivery::Ignored(format!("metric_alert action `{other}`"))),
-            };
-            let alert = data
-                .get("metric_alert")
-                .ok_or(PayloadError::Missing("data.metric_alert"))?;
-            let project = alert
-                .get("projects")
-                .and_then(Value::as_array)
-                .and_then(|p| p.first())
-                .and_then(Value::as_str)
-                .unwrap_or("unknown")
-                .to_string();
-            let rule = alert
-                .pointer("/alert_rule/id")
-                .map(|v| v.to_string())
-                .or_else(|| str_of(alert, "id").map(str::to_string))
-                .unwrap_or_else(|| "metric".into());
-            Ok(Delivery::Alert(Alert {
-                project,
-                issue: format!("metric-{rule}"),
-                title: str_of(data, "description_title")
-                    .or_else(|| str_of(alert, "title"))
-                    .unwrap_or("Metric alert")
-                    .to_string(),
-                level: lvl,
-                change,
-                action,
-                url: str_of(data, "web_url").map(str::to_string),
-                culprit: str_of(data, "description_text").map(str::to_string),
-                short_id: None,
-            }))
+            let (action, data) = open(payload)?;
+            metric_alert(action, data)
         }
-        "installation" => Ok(Delivery::Acknowledged(format!("installation {action}"))),
-        other => Ok(Delivery::Ignored(format!("resource `{other}`"))),
+        "installation" => {
+            let (action, _) = open::<Unread>(payload)?;
+            Ok(Delivery::Acknowledged(format!("installation {action}")))
+        }
+        other => {
+            open::<Unread>(payload)?;
+            Ok(Delivery::Ignored(format!("resource `{other}`")))
+        }
     }
+}
+
+fn issue_alert(action: String, data: IssueData) -> Result<Delivery, PayloadError> {
+    let issue = data.issue.ok_or(PayloadError::Missing("data.issue"))?;
+    let change = match action.as_str() {
+        "created" => Change::Raised,
+        "resolved" => Change::Resolved,
+        "unresolved" => Change::Regressed,
+        "assigned" | "ignored" | "archived" => Change::Updated,
+        other => return Ok(Delivery::Ignored(format!("issue action `{other}`"))),
+    };
+    let project = issue
+        .project
+        .slug
+        .ok_or(PayloadError::Missing("data.issue.project.slug"))?;
+    let id = issue.id.ok_or(PayloadError::Missing("data.issue.id"))?;
+    // `permalink` is often null and `web_url` absent: the issue's page is built from its id.
+    let url = issue
+        .web_url
+        .or(issue.permalink)
+        .unwrap_or_else(|| format!("https://sentry.io/issues/{id}/"));
+    Ok(Delivery::Alert(Alert {
+        project,
+        issue: id,
+        title: issue
+            .title
+            .unwrap_or_else(|| "(untitled issue)".to_string()),
+        level: level(issue.level.as_deref()),
+        change,
+        action,
+        url: Some(url),
+        culprit: issue.culprit,
+        short_id: issue.short_id,
+    }))
+}
+
+/// `event_alert` carries an `event` and fires on `triggered`; `error` carries an `error` and
+/// fires on `created`.
+fn event_alert(resource: &str, action: String, data: EventData) -> Result<Delivery, PayloadError> {
+    let (event, expected) = if resource == "error" {
+        (data.error, "created")
+    } else {
+        (data.event, "triggered")
+    };
+    if action != expected {
+        return Ok(Delivery::Ignored(format!("{resource} action `{action}`")));
+    }
+    let event = event.ok_or(PayloadError::Missing("data.event"))?;
+    let project = event
+        .url
+        .as_deref()
+        .and_then(slug_from_api_url)
+        .or(event.project)
+        .unwrap_or_else(|| "unknown".to_string());
+    let rule = data
+        .triggered_rule
+        .map(|r| format!(" (rule: {r})"))
+        .unwrap_or_default();
+    Ok(Delivery::Alert(Alert {
+        project,
+        issue: event
+            .issue_id
+            .or(event.event_id)
+            .unwrap_or_else(|| "unknown".to_string()),
+        title: event
+            .title
+            .or(event.message)
+            .unwrap_or_else(|| "(untitled event)".to_string()),
+        level: level(event.level.as_deref()),
+        change: Change::Raised,
+        action: format!("{action}{rule}"),
+        url: event.web_url.or(event.issue_url),
+        culprit: event.culprit,
+        short_id: None,
+    }))
+}
+
+fn metric_alert(action: String, data: MetricData) -> Result<Delivery, PayloadError> {
+    let (change, level) = match action.as_str() {
+        "critical" => (Change::Raised, Level::Fatal),
+        "warning" => (Change::Raised, Level::Warning),
+        "open" => (Change::Raised, Level::Error),
+        "resolved" => (Change::Resolved, Level::Error),
+        other => return Ok(Delivery::Ignored(format!("metric_alert action `{other}`"))),
+    };
+    let alert = data
+        .metric_alert
+        .ok_or(PayloadError::Missing("data.metric_alert"))?;
+    // Throttled per alert rule, as a metric alert has no issue.
+    let rule = alert
+        .alert_rule
+        .id
+        .or(alert.id)
+        .unwrap_or_else(|| "metric".into());
+    Ok(Delivery::Alert(Alert {
+        project: alert.first_project.unwrap_or_else(|| "unknown".to_string()),
+        issue: format!("metric-{rule}"),
+        title: data
+            .description_title
+            .or(alert.title)
+            .unwrap_or_else(|| "Metric alert".to_string()),
+        level,
+        change,
+        action,
+        url: data.web_url,
+        culprit: data.description_text,
+        short_id: None,
+    }))
 }
 
 /// A delivery of the legacy (self-hosted) "WebHooks" plugin.
 pub fn parse_legacy(body: &[u8]) -> Result<Delivery, PayloadError> {
-    #[derive(Deserialize)]
-    struct Legacy {
-        id: Option<Value>,
-        project: Option<String>,
-        project_slug: Option<String>,
-        level: Option<String>,
-        culprit: Option<String>,
-        message: Option<String>,
-        url: Option<String>,
-        #[serde(default)]
-        event: Value,
-    }
     let legacy: Legacy =
         serde_json::from_value(parse_json(body)?).map_err(|_| PayloadError::Missing("project"))?;
     let project = legacy
         .project_slug
         .or(legacy.project)
         .ok_or(PayloadError::Missing("project"))?;
-    let issue = match legacy.id {
-        Some(Value::String(s)) => s,
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(PayloadError::Missing("id")),
-    };
-    let title = str_of(&legacy.event, "title")
-        .map(str::to_string)
+    let issue = legacy.id.ok_or(PayloadError::Missing("id"))?;
+    let title = legacy
+        .event
+        .title
         .or(legacy.message)
         .unwrap_or_else(|| "(untitled event)".into());
     Ok(Delivery::Alert(Alert {
@@ -300,6 +289,7 @@ pub fn parse_legacy(body: &[u8]) -> Result<Delivery, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::signature::token_matches;
 
     #[test]
     fn signatures_verify_over_the_raw_body() {
@@ -394,14 +384,8 @@ mod tests {
 
     #[test]
     fn tokens_compare_whole() {
-        assert!(shared::signature::token_matches(
-            "s3cret-token",
-            "s3cret-token"
-        ));
-        assert!(!shared::signature::token_matches(
-            "s3cret-toke",
-            "s3cret-token"
-        ));
-        assert!(!shared::signature::token_matches("", "s3cret-token"));
+        assert!(token_matches("s3cret-token", "s3cret-token"));
+        assert!(!token_matches("s3cret-toke", "s3cret-token"));
+        assert!(!token_matches("", "s3cret-token"));
     }
 }

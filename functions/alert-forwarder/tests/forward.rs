@@ -246,6 +246,47 @@ async fn the_live_release_of_the_mapped_service_is_in_the_message() {
 }
 
 #[tokio::test]
+async fn a_corrupt_throttle_record_is_a_500_not_an_open_window() {
+    let h = harness("");
+    h.state
+        .put(
+            &StateKey::Throttle {
+                project: "front-end",
+                issue: "1170820242",
+            }
+            .to_string(),
+            json!({"window_start": "yesterday"}),
+            Precondition::None,
+            None,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        post(&h, "issue", ISSUE).await,
+        (500, "state store unavailable".into())
+    );
+    assert!(queued(&h).is_empty());
+}
+
+#[tokio::test]
+async fn an_unreadable_live_record_leaves_the_release_out_of_the_alert() {
+    let h = harness("");
+    h.state
+        .put(
+            &StateKey::Live("heroku:pax-front").to_string(),
+            json!({"sha": 7}),
+            Precondition::None,
+            None,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(post(&h, "issue", ISSUE).await.0, 202);
+    assert_eq!(queued(&h).pop().unwrap().facts.release, None);
+}
+
+#[tokio::test]
 async fn levels_below_the_minimum_and_unknown_projects_are_ignored_as_configured() {
     let h = harness("  unknown_projects: ignore\n");
     let info = ISSUE.replace(r#""level": "error""#, r#""level": "info""#);
