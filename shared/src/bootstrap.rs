@@ -53,7 +53,10 @@ impl Bootstrap {
     /// secrets side by side, refuses the local stack's parts (`console`, `command`), and checks
     /// that every secret the config names is there.
     pub async fn from_env() -> Result<Self, BootstrapError> {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(aws_timeouts())
+            .load()
+            .await;
         let (config, secrets) = tokio::join!(load_config(&aws), load_secrets(&aws));
         let (config, secrets) = (config?, secrets?);
         config.refuse_local_only()?;
@@ -120,6 +123,19 @@ impl Bootstrap {
             table,
         )))
     }
+}
+
+/// Every AWS call ends well inside a batch's deadline margin (see `batch`): the SDK has no
+/// timeout of its own, so a stalled connection would otherwise hold an invocation until
+/// Lambda kills it, finished messages and all.
+pub const AWS_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
+fn aws_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .operation_attempt_timeout(std::time::Duration::from_secs(4))
+        .operation_timeout(AWS_OPERATION_TIMEOUT)
+        .build()
 }
 
 async fn load_config(aws: &aws_config::SdkConfig) -> Result<Config, BootstrapError> {

@@ -89,6 +89,22 @@ impl GitHubClient {
         .map_err(|e| GitHubError::Credentials(format!("cannot sign the App JWT: {e}")))
     }
 
+    /// The App's own JWT, for the App's endpoints (`/app/...`); a token-authenticated client
+    /// has none.
+    pub(super) fn app_token(&self) -> Result<SecretString, GitHubError> {
+        match &self.auth {
+            Auth::App { app_id, key, .. } => Ok(SecretString::new(Self::app_jwt(app_id, key)?)),
+            Auth::Token(_) => Err(GitHubError::Credentials(
+                "the App's endpoints need github_app_id and github_app_private_key".into(),
+            )),
+        }
+    }
+
+    /// Whether shipline authenticates as a GitHub App.
+    pub fn is_app(&self) -> bool {
+        matches!(self.auth, Auth::App { .. })
+    }
+
     /// The bearer token for a call about `repo`.
     pub(super) async fn token(
         &self,

@@ -4,6 +4,7 @@
 
 mod auth;
 pub mod client;
+pub mod deliveries;
 mod transport;
 
 #[cfg(test)]

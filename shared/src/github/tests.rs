@@ -184,3 +184,81 @@ async fn a_github_app_mints_and_caches_an_installation_token() {
     assert_eq!(claims["iss"], "12345");
     assert!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap() <= 600);
 }
+
+// Webhook deliveries, answered as GitHub's REST reference documents them ("List deliveries for
+// a repository webhook": `hook-delivery-item`s, newest first, the next page's `cursor` in the
+// `Link` header; "Redeliver a delivery": 202 Accepted).
+#[tokio::test]
+async fn deliveries_are_paged_by_the_link_headers_cursor_and_redelivered() {
+    use super::deliveries::HookScope;
+    let server = MockServer::start().await;
+    let item = |id: u64, guid: &str, code: u16| {
+        json!({
+            "id": id, "guid": guid, "delivered_at": "2026-11-29T10:00:00Z", "redelivery": false,
+            "duration": 0.3, "status": if code == 200 { "OK" } else { "Invalid HTTP Response: 500" },
+            "status_code": code, "event": "push", "action": null,
+            "installation_id": null, "repository_id": 1
+        })
+    };
+    Mock::given(method("GET"))
+        .and(path("/repos/o/r/hooks/7/deliveries"))
+        .and(wiremock::matchers::query_param("cursor", "v1_41"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([item(41, "g-41", 500)])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/o/r/hooks/7/deliveries"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header(
+                    "link",
+                    format!(
+                        "<{}/repos/o/r/hooks/7/deliveries?per_page=100&cursor=v1_41>; rel=\"next\"",
+                        server.uri()
+                    )
+                    .as_str(),
+                )
+                .set_body_json(json!([item(43, "g-43", 200), item(42, "g-42", 500)])),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/o/r/hooks/7/deliveries/42/attempts"))
+        .respond_with(ResponseTemplate::new(202).set_body_json(json!({})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let github = client(&server);
+    let scope = HookScope::Repo {
+        repo: "o/r".into(),
+        hook_id: 7,
+    };
+    let first = github.deliveries(&scope, None).await.unwrap();
+    assert_eq!(
+        first
+            .attempts
+            .iter()
+            .map(|a| (a.id, a.succeeded()))
+            .collect::<Vec<_>>(),
+        vec![(43, true), (42, false)]
+    );
+    assert_eq!(first.next.as_deref(), Some("v1_41"));
+    let second = github
+        .deliveries(&scope, first.next.as_deref())
+        .await
+        .unwrap();
+    assert_eq!(second.attempts[0].guid, "g-41");
+    assert_eq!(second.next, None);
+    github.redeliver(&scope, 42).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_apps_own_hook_needs_app_credentials() {
+    use super::deliveries::HookScope;
+    let server = MockServer::start().await;
+    let e = client(&server)
+        .deliveries(&HookScope::App, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, GitHubError::Credentials(_)), "{e}");
+}

@@ -20,6 +20,19 @@ impl GitHubClient {
         token: &SecretString,
         body: Option<serde_json::Value>,
     ) -> Result<T, GitHubError> {
+        self.send_with_headers(method, path, token, body)
+            .await
+            .map(|(answer, _)| answer)
+    }
+
+    /// `send`, with the answer's headers (pagination's `Link`).
+    pub(super) async fn send_with_headers<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: &SecretString,
+        body: Option<serde_json::Value>,
+    ) -> Result<(T, HeaderMap), GitHubError> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -42,12 +55,31 @@ impl GitHubClient {
             .map_err(|e| GitHubError::Unavailable(without_url(e)))?;
         if status.is_success() {
             let text = if text.is_empty() { "null" } else { &text };
-            return serde_json::from_str(text).map_err(|e| {
-                GitHubError::Unavailable(format!("unexpected answer from GitHub: {e}"))
-            });
+            return serde_json::from_str(text)
+                .map(|answer| (answer, headers))
+                .map_err(|e| {
+                    GitHubError::Unavailable(format!("unexpected answer from GitHub: {e}"))
+                });
         }
         Err(classify(status, &headers, &text))
     }
+}
+
+/// The `cursor` of the `rel="next"` page in a `Link` header (GitHub's cursor pagination, as on
+/// the webhook deliveries endpoints), if there is a next page.
+pub(super) fn next_cursor(headers: &HeaderMap) -> Option<String> {
+    let link = headers.get("link")?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (url, params) = part.split_once(';')?;
+        if !params.contains("rel=\"next\"") {
+            return None;
+        }
+        let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+        let query = url.split_once('?')?.1;
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "cursor")
+            .map(|(_, v)| v.into_owned())
+    })
 }
 
 /// reqwest's errors carry the URL; ours never do (a GHES URL can hold a token).
