@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use crate::codebuild::{BuildInfo, BuildStatus};
-use serde::{Deserialize, Serialize};
-use shared::config::{Config, Repo};
-use shared::messages::{self, BuildRequest, Facts, PullRequestFacts, Trigger, short_sha};
+use crate::run::Run;
+use shared::config::{Config, DeployRule, Repo};
+use shared::messages::{self, BuildRequest, Trigger, short_sha};
 use shared::ports::CommitState;
 
 pub const VAR_REPO: &str = "SHIPLINE_REPO";
@@ -15,159 +15,6 @@ pub const VAR_SHA: &str = "SHIPLINE_SHA";
 pub const VAR_BRANCH: &str = "SHIPLINE_BRANCH";
 pub const VAR_PR: &str = "SHIPLINE_PR";
 pub const VAR_DELIVERY: &str = "SHIPLINE_DELIVERY_ID";
-
-/// What shipline remembers about a build it started (state key `run:<build id>`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Run {
-    pub build_id: String,
-    pub project: String,
-    pub repo: String,
-    pub sha: String,
-    pub delivery_id: String,
-    #[serde(default)]
-    pub installation_id: Option<u64>,
-    pub line: String,
-    #[serde(default)]
-    pub branch: Option<String>,
-    #[serde(default)]
-    pub pr: Option<PullRequestFacts>,
-    #[serde(default)]
-    pub fork: bool,
-    #[serde(default)]
-    pub commit_message: Option<String>,
-    #[serde(default)]
-    pub author: Option<String>,
-    /// Unix seconds.
-    pub started_at: i64,
-    pub timeout_minutes: u32,
-    #[serde(default)]
-    pub log_url: Option<String>,
-    /// `IN_PROGRESS` until the result is reported; then the final status (or `SUPERSEDED`,
-    /// `LOST`).
-    pub status: String,
-    #[serde(default)]
-    pub superseded_by: Option<String>,
-    /// The final commit status, recorded before it is posted: a pending status that a retry
-    /// posts later must be followed by this again.
-    #[serde(default)]
-    pub final_status: Option<FinalStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FinalStatus {
-    pub state: shared::ports::CommitState,
-    pub description: String,
-}
-
-impl Run {
-    pub fn is_final(&self) -> bool {
-        self.status != BuildStatus::InProgress.as_str()
-    }
-
-    pub fn from_request(request: &BuildRequest, build: &BuildInfo, now: i64) -> Self {
-        let (branch, pr, fork, message, author) = match &request.trigger {
-            Trigger::Push(p) => (
-                Some(p.branch.clone()),
-                None,
-                false,
-                Some(first_line(&p.head_commit_message)),
-                Some(
-                    p.head_commit_author
-                        .clone()
-                        .unwrap_or_else(|| p.pusher.clone()),
-                ),
-            ),
-            Trigger::PullRequest(pr) => (
-                None,
-                Some(PullRequestFacts {
-                    number: pr.number,
-                    title: pr.title.clone(),
-                    url: pr.url.clone(),
-                }),
-                pr.fork,
-                None,
-                Some(pr.author.clone()),
-            ),
-        };
-        Run {
-            build_id: build.id.clone(),
-            project: build.project.clone(),
-            repo: request.repo.clone(),
-            sha: request.sha.to_string(),
-            delivery_id: request.delivery_id.to_string(),
-            installation_id: request.installation_id,
-            line: request.line_of_work(),
-            branch,
-            pr,
-            fork,
-            commit_message: message,
-            author,
-            started_at: now,
-            timeout_minutes: build.timeout_minutes.unwrap_or(60),
-            log_url: build.log_url.clone(),
-            status: BuildStatus::InProgress.as_str().into(),
-            superseded_by: None,
-            final_status: None,
-        }
-    }
-
-    /// A run rebuilt from the variables a build carries, for an event about a build whose
-    /// record is gone (or was never written because the function died right after starting).
-    pub fn from_build_variables(build: &BuildInfo, now: i64) -> Option<Self> {
-        let env = &build.environment;
-        let repo = env.get(VAR_REPO)?.clone();
-        let sha = env.get(VAR_SHA)?.clone();
-        let branch = env.get(VAR_BRANCH).cloned();
-        let pr = env.get(VAR_PR).and_then(|n| n.parse::<u64>().ok());
-        let line = match (&branch, pr) {
-            (Some(b), _) => format!("{repo}#{b}"),
-            (None, Some(n)) => format!("{repo}#pr-{n}"),
-            (None, None) => return None,
-        };
-        Some(Run {
-            build_id: build.id.clone(),
-            project: build.project.clone(),
-            repo,
-            sha,
-            delivery_id: env.get(VAR_DELIVERY).cloned().unwrap_or_default(),
-            installation_id: None,
-            line,
-            branch,
-            pr: pr.map(|number| PullRequestFacts {
-                number,
-                title: String::new(),
-                url: String::new(),
-            }),
-            fork: false,
-            commit_message: None,
-            author: None,
-            started_at: now,
-            timeout_minutes: build.timeout_minutes.unwrap_or(60),
-            log_url: build.log_url.clone(),
-            status: BuildStatus::InProgress.as_str().into(),
-            superseded_by: None,
-            final_status: None,
-        })
-    }
-
-    /// The facts every notification about this build carries.
-    pub fn facts(&self) -> Facts {
-        Facts {
-            repo: Some(self.repo.clone()),
-            sha: Some(self.sha.clone().into()),
-            branch: self.branch.clone(),
-            pull_request: self.pr.clone().filter(|p| !p.url.is_empty()),
-            commit_message: self.commit_message.clone().filter(|m| !m.is_empty()),
-            author: self.author.clone(),
-            url: self.log_url.clone(),
-            ..Facts::default()
-        }
-    }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or("").to_string()
-}
 
 /// Which project builds a request, or why it is not built.
 pub enum Project<'a> {
@@ -237,13 +84,11 @@ pub fn human_duration(secs: u64) -> String {
     }
 }
 
-/// How a build ended, in GitHub's words, and what shipline calls it.
+/// How a build ended, in GitHub's words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     pub state: CommitState,
     pub description: String,
-    /// `SUCCEEDED`, `FAILED`, ..., `SUPERSEDED`, `LOST`.
-    pub status: String,
     pub succeeded: bool,
 }
 
@@ -304,17 +149,13 @@ pub fn verdict(build: &BuildInfo, duration_secs: u64, superseded_by: Option<&str
     Verdict {
         state,
         description,
-        status: build.status.as_str().to_string(),
         succeeded: build.status == BuildStatus::Succeeded,
     }
 }
 
 /// What a green build deploys: only a branch push with a deploy rule, never a pull request or
 /// a fork.
-pub fn deploy_for<'a>(
-    config: &'a Config,
-    run: &Run,
-) -> Option<(&'a shared::config::DeployRule, &'a str)> {
+pub fn deploy_for<'a>(config: &'a Config, run: &Run) -> Option<(&'a DeployRule, &'a str)> {
     let branch = run.branch.as_deref()?;
     if run.pr.is_some() || run.fork {
         return None;
@@ -330,7 +171,7 @@ pub fn deploy_for<'a>(
 
 pub fn deploy_request(
     run: &Run,
-    rule: &shared::config::DeployRule,
+    rule: &DeployRule,
     repo_name: &str,
     build: &BuildInfo,
     artifacts: BTreeMap<String, String>,
@@ -340,13 +181,13 @@ pub fn deploy_request(
         v: messages::VERSION,
         repo: run.repo.clone(),
         branch: rule.branch.clone(),
-        sha: run.sha.clone().into(),
+        sha: run.sha.clone(),
         build_id: build.id.clone().into(),
         log_url: build.log_url.clone().or_else(|| run.log_url.clone()),
         target: rule.target_key(repo_name),
         environment: rule.environment.clone(),
         artifacts,
-        delivery_id: run.delivery_id.clone().into(),
+        delivery_id: run.delivery_id.clone(),
         commit_message: run.commit_message.clone(),
         author: run.author.clone(),
         installation_id: run.installation_id,

@@ -17,6 +17,7 @@ use shared::messages::{
     self, BuildRequest, DeployRequest, Notification, NotificationKind, PullRequestTrigger,
     PushTrigger, Trigger,
 };
+use shared::ports::Precondition;
 use shared::secrets::SecretString;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -711,4 +712,44 @@ async fn only_the_malformed_or_unknown_version_message_fails() {
     .await;
     assert_eq!(failed, vec!["m-0", "m-2"]);
     assert_eq!(h.builds.started.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_corrupt_running_builds_index_is_an_error_and_is_never_overwritten() {
+    let h = harness().await;
+    github_accepts(&h).await;
+    let garbage = json!({"ids": "pax-user:build-0"});
+    h.deps
+        .state
+        .put(
+            "builds:running",
+            garbage.clone(),
+            Precondition::None,
+            None,
+            0,
+        )
+        .await
+        .unwrap();
+
+    let report = sweep(&h.deps).await;
+    assert_eq!(report.checked, 0);
+    assert!(
+        report.errors.iter().any(|e| e.contains("builds:running")),
+        "{:?}",
+        report.errors
+    );
+    let failed = run(&h, &[messages::encode(&push("d-1", SHA_A, "master"))]).await;
+    assert_eq!(
+        failed,
+        vec!["m-0"],
+        "a build the sweep cannot see is not acknowledged"
+    );
+    let stored = h
+        .deps
+        .state
+        .get("builds:running", h.deps.clock.unix())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.value, garbage, "left for a person to look at");
 }

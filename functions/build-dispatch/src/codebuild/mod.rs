@@ -78,6 +78,22 @@ pub struct BuildInfo {
 }
 
 impl BuildInfo {
+    /// A build known only by its id, project and status (no phases, logs or variables yet):
+    /// what shipline reasons about when CodeBuild has not told it more.
+    pub fn new(id: impl Into<String>, project: impl Into<String>, status: BuildStatus) -> Self {
+        Self {
+            id: id.into(),
+            project: project.into(),
+            status,
+            current_phase: None,
+            phases: vec![],
+            log_url: None,
+            environment: BTreeMap::new(),
+            exported: BTreeMap::new(),
+            timeout_minutes: None,
+        }
+    }
+
     /// The first phase that did not succeed, with its reason: what a status description and a
     /// chat message should say.
     pub fn failed_phase(&self) -> Option<&Phase> {
@@ -90,12 +106,16 @@ impl BuildInfo {
 
     /// The console page of the build, which shows its phases and log.
     pub fn console_url(&self, region: &str) -> String {
-        format!(
-            "https://{region}.console.aws.amazon.com/codesuite/codebuild/projects/{}/build/{}/?region={region}",
-            self.project,
-            self.id.replace(':', "%3A")
-        )
+        console_url(region, &self.project, &self.id)
     }
+}
+
+/// The console page of a build, by project and build id.
+pub fn console_url(region: &str, project: &str, build_id: &str) -> String {
+    format!(
+        "https://{region}.console.aws.amazon.com/codesuite/codebuild/projects/{project}/build/{}/?region={region}",
+        build_id.replace(':', "%3A")
+    )
 }
 
 /// `arn:aws:codebuild:<region>:<account>:build/<project>:<uuid>` → `<project>:<uuid>`.
