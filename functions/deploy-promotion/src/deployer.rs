@@ -1,6 +1,6 @@
 //! The deploy port: release an artifact to a target, follow the release to its end, roll back.
-//! Adapters: the Heroku Platform API (container releases), a signed deploy hook, a local
-//! command (the demo).
+//! Adapters: the Heroku Platform API and a signed deploy hook (`targets`); the local command
+//! of the demo lives in the `shipline` command.
 
 use std::time::Duration;
 

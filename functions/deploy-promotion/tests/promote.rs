@@ -31,6 +31,7 @@ struct Harness {
     github: MockServer,
     notify: Arc<MemoryQueue>,
     state: Arc<MemoryStateStore>,
+    redelivery: Arc<MemoryRedelivery>,
 }
 
 async fn harness() -> Harness {
@@ -43,6 +44,7 @@ async fn harness() -> Harness {
     let http = reqwest::Client::new();
     let notify = Arc::new(MemoryQueue::standard());
     let state = Arc::new(MemoryStateStore::new());
+    let redelivery = Arc::new(MemoryRedelivery::default());
     let deps = Deps {
         config: Arc::new(config),
         github: Arc::new(GitHubClient::new(
@@ -61,7 +63,7 @@ async fn harness() -> Harness {
         }),
         state: state.clone(),
         notify: notify.clone(),
-        redelivery: Arc::new(MemoryRedelivery::default()),
+        redelivery: redelivery.clone(),
         clock: Arc::new(FixedClock::at(
             time::macros::datetime!(2026-11-26 10:00 UTC),
         )),
@@ -76,6 +78,7 @@ async fn harness() -> Harness {
         github,
         notify,
         state,
+        redelivery,
     }
 }
 
@@ -158,6 +161,16 @@ impl Harness {
             )
             .await
             .unwrap();
+    }
+
+    async fn patches(&self) -> usize {
+        self.heroku
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.method.as_str() == "PATCH")
+            .count()
     }
 
     fn kinds(&self) -> Vec<(NotificationKind, Option<String>)> {
@@ -526,4 +539,73 @@ async fn a_rollback_releases_the_earlier_release() {
             Some("rolled back to v41 by ana")
         )
     );
+}
+
+#[tokio::test]
+async fn a_release_still_pending_after_the_budget_is_followed_by_the_retry_not_made_again() {
+    let mut h = harness().await;
+    h.deps.follow.budget = Duration::from_millis(50);
+    h.github_says_head_is(NEW).await;
+    h.heroku_releases("pending", None).await;
+    assert_eq!(run(&h, messages::encode(&request(NEW))).await, vec!["m-0"]);
+    assert_eq!(
+        h.redelivery.delays(),
+        vec![Duration::from_secs(15)],
+        "looked at again a little later"
+    );
+    assert_eq!(run(&h, messages::encode(&request(NEW))).await, vec!["m-0"]);
+    assert_eq!(h.patches().await, 1, "one release, followed twice");
+    assert!(h.live().await.is_none(), "not live while pending");
+    let kinds: Vec<_> = h.kinds().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        kinds,
+        vec![NotificationKind::DeployStarted],
+        "announced once"
+    );
+}
+
+#[tokio::test]
+async fn a_release_heroku_accepted_but_did_not_confirm_is_looked_up_not_made_again() {
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    Mock::given(method("GET"))
+        .and(path("/apps/pax-user/releases"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .mount(&h.heroku)
+        .await;
+    h.heroku_releases("succeeded", None).await;
+    assert_eq!(run(&h, messages::encode(&request(NEW))).await, vec!["m-0"]);
+    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
+    assert_eq!(h.patches().await, 1, "the retry found the release it made");
+    assert_eq!(h.live().await.unwrap().release_id, "rel-43");
+}
+
+#[tokio::test]
+async fn a_corrupt_live_record_stops_the_deploy_and_is_left_as_it_is() {
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    h.heroku_releases("succeeded", None).await;
+    let key = StateKey::Live("heroku:pax-user").to_string();
+    h.state
+        .put(&key, json!({"sha": 7}), Precondition::None, None, 0)
+        .await
+        .unwrap();
+    assert_eq!(run(&h, messages::encode(&request(NEW))).await, vec!["m-0"]);
+    assert_eq!(h.patches().await, 0, "production untouched");
+    assert_eq!(
+        h.state.get(&key, 0).await.unwrap().unwrap().value,
+        json!({"sha": 7}),
+        "never overwritten as if nothing were live"
+    );
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_a_deploy_is_reported_failed_and_deploys_nothing() {
+    let h = harness().await;
+    assert_eq!(
+        run(&h, r#"{"v": 2, "kind": "deploy"}"#.into()).await,
+        vec!["m-0"]
+    );
+    assert!(h.heroku.received_requests().await.unwrap().is_empty());
 }
