@@ -6,6 +6,7 @@
 
 pub mod alarm;
 pub mod chat;
+mod outcome;
 pub mod render;
 
 use std::collections::HashMap;
@@ -19,8 +20,11 @@ use shared::batch::{self, BatchContext, Outcome};
 use shared::config::Config;
 use shared::messages::{self, MessageError, Notification, NotificationKind};
 use shared::ports::{Clock, Precondition, Queue, Redelivery, StateError, StateStore};
+use shared::records::StateKey;
 
 use crate::chat::{ChatChannel, ChatError, ChatKind};
+pub use crate::outcome::NotifyError;
+use crate::outcome::Tally;
 use tracing::{info, warn};
 
 /// A thread's message lives as long as anyone would scroll back to it.
@@ -81,60 +85,38 @@ async fn handle_message(
     message: &SqsMessage,
     blocked: &Mutex<HashMap<String, Duration>>,
 ) -> Outcome {
+    notify(deps, message, blocked)
+        .await
+        .unwrap_or_else(Outcome::from)
+}
+
+/// Tells each channel of one queue message; done when every channel has it.
+async fn notify(
+    deps: &Deps,
+    message: &SqsMessage,
+    blocked: &Mutex<HashMap<String, Duration>>,
+) -> Result<Outcome, NotifyError> {
     let body = message.body.as_deref().unwrap_or("");
-    let notification = match parse(body, &deps.config, &deps.clock.rfc3339()) {
-        Ok(n) => n,
-        Err(reason) => return Outcome::DeadLetter(reason),
-    };
+    let notification =
+        parse(body, &deps.config, &deps.clock.rfc3339()).map_err(NotifyError::Unreadable)?;
     if notification.channels.is_empty() {
-        return Outcome::Skipped("no channels".into());
+        return Ok(Outcome::Skipped("no channels".into()));
     }
-    let mut retry_after: Option<Option<Duration>> = None;
-    let mut refused: Vec<String> = Vec::new();
+    let mut tally = Tally::new(blocked);
     for name in &notification.channels {
-        if let Some(wait) = blocked.lock().unwrap().get(name).copied() {
-            retry_after = Some(Some(retry_after.flatten().map_or(wait, |w| w.max(wait))));
+        if tally.waits_for(name) {
             continue;
         }
         let Some(channel) = deps.channels.get(name) else {
             warn!(channel = %name, "channel is not in the config; skipped");
             continue;
         };
-        match deliver(deps, name, channel.as_ref(), &notification).await {
-            Ok(()) => {}
-            Err(Failure::Chat(ChatError::RateLimited { retry_after: wait })) => {
-                warn!(channel = %name, wait_secs = wait.as_secs(), "rate limited; the message waits");
-                blocked.lock().unwrap().insert(name.clone(), wait);
-                retry_after = Some(Some(retry_after.flatten().map_or(wait, |w| w.max(wait))));
-            }
-            Err(Failure::Chat(ChatError::Rejected(reason))) => {
-                refused.push(format!("{name}: {reason}"));
-            }
-            Err(Failure::Chat(e)) => {
-                warn!(channel = %name, error = %e, "chat unavailable; retry later");
-                retry_after.get_or_insert(None);
-            }
-            Err(Failure::State(e)) => {
-                warn!(channel = %name, error = %e, "state store; retry later");
-                retry_after.get_or_insert(None);
-            }
+        if let Err(e) = deliver(deps, name, channel.as_ref(), &notification).await {
+            tally.failed(name, e);
         }
     }
-    if !refused.is_empty() {
-        return Outcome::DeadLetter(format!("chat refused the message: {}", refused.join("; ")));
-    }
-    match retry_after {
-        Some(after) => Outcome::Retry {
-            reason: "not delivered to every channel yet".into(),
-            after,
-        },
-        None => Outcome::Done,
-    }
-}
-
-enum Failure {
-    Chat(ChatError),
-    State(StateError),
+    tally.settle()?;
+    Ok(Outcome::Done)
 }
 
 /// Where a thread stands on one channel.
@@ -172,17 +154,15 @@ async fn deliver(
     name: &str,
     channel: &dyn ChatChannel,
     n: &Notification,
-) -> Result<(), Failure> {
+) -> Result<(), NotifyError> {
     let now = deps.clock.unix();
-    let key = format!("chat:{name}:{}", n.thread_key);
-    let current = deps.state.get(&key, now).await.map_err(Failure::State)?;
-    let (record, version): (ThreadRecord, Option<u64>) = match &current {
-        Some(r) => (
-            serde_json::from_value(r.value.clone()).unwrap_or_default(),
-            Some(r.version),
-        ),
-        None => (ThreadRecord::default(), None),
+    let key = StateKey::Chat {
+        channel: name,
+        thread: &n.thread_key,
     };
+    let stored = deps.state.read::<ThreadRecord>(key, now).await?;
+    let version = stored.as_ref().map(|s| s.version);
+    let record = stored.map(|s| s.value).unwrap_or_default();
     let this = digest(n);
     if record.digest == this {
         info!(channel = %name, "already delivered");
@@ -193,14 +173,7 @@ async fn deliver(
         return Ok(());
     }
     let text = render::render(channel.kind(), n);
-    let message_id = match (&record.message_id, channel.kind()) {
-        (Some(id), kind) if kind != ChatKind::Slack => match channel.edit(id, &text).await {
-            Ok(()) => Some(id.clone()),
-            Err(ChatError::MessageGone) => channel.post(&text).await.map_err(Failure::Chat)?,
-            Err(e) => return Err(Failure::Chat(e)),
-        },
-        _ => channel.post(&text).await.map_err(Failure::Chat)?,
-    };
+    let message_id = post_or_edit(channel, record.message_id.as_deref(), &text).await?;
     let updated = ThreadRecord {
         message_id: message_id.or(record.message_id),
         at: n.at.clone(),
@@ -208,20 +181,39 @@ async fn deliver(
         digest: this,
     };
     let precondition = version.map_or(Precondition::Absent, Precondition::Version);
-    let value = serde_json::to_value(&updated).expect("records serialise");
     match deps
         .state
-        .put(&key, value, precondition, Some(now + THREAD_TTL_SECS), now)
+        .write(
+            key,
+            &updated,
+            precondition,
+            Some(now + THREAD_TTL_SECS),
+            now,
+        )
         .await
     {
-        Ok(_) => Ok(()),
         // Another invocation wrote this thread meanwhile; the message is out, and the next
         // notification reads the newer record.
-        Err(StateError::ConditionFailed) => Ok(()),
-        Err(e) => {
-            warn!(error = %e, "delivered, but the thread record was not written");
-            Ok(())
-        }
+        Ok(_) | Err(StateError::ConditionFailed) => {}
+        Err(e) => warn!(error = %e, "delivered, but the thread record was not written"),
+    }
+    Ok(())
+}
+
+/// Edits the thread's message where the channel can (a Slack webhook cannot), else posts one;
+/// a message that is gone is posted anew. The id of a new message, when the channel gives one.
+async fn post_or_edit(
+    channel: &dyn ChatChannel,
+    id: Option<&str>,
+    text: &str,
+) -> Result<Option<String>, ChatError> {
+    match id {
+        Some(id) if channel.kind() != ChatKind::Slack => match channel.edit(id, text).await {
+            Ok(()) => Ok(Some(id.to_string())),
+            Err(ChatError::MessageGone) => channel.post(text).await,
+            Err(e) => Err(e),
+        },
+        _ => channel.post(text).await,
     }
 }
 

@@ -71,71 +71,77 @@ fn repo_url(repo: &str) -> String {
 /// The message as pieces, at a given scale of the user-text budgets.
 fn pieces(n: &Notification, scale: f64) -> Vec<Piece> {
     let b = |chars: usize| ((chars as f64 * scale) as usize).max(8);
-    let f: &Facts = &n.facts;
     let (icon, title) = icon_and_title(n.kind);
     let mut out = vec![Owned(format!("{icon} ")), Bold(title.to_string(), 64)];
-
     match n.kind {
-        NotificationKind::ErrorAlert => {
-            if let Some(t) = &f.title {
-                out.push(Fixed(": "));
-                out.push(Bold(t.clone(), b(300)));
-            }
-            out.push(Break);
-            let mut meta = Vec::new();
-            if let Some(p) = &f.target {
-                meta.push(Code(p.to_string(), b(60)));
-            }
-            if let Some(l) = &f.level {
-                meta.push(Text(l.clone(), 16));
-            }
-            if let Some(c) = f.count {
-                meta.push(Owned(format!("{c} events")));
-            }
-            if let Some(s) = &f.status {
-                meta.push(Text(s.clone(), 32));
-            }
-            join(&mut out, meta, " · ");
-            if let Some(r) = &f.release {
-                out.push(Break);
-                out.push(Fixed("Live: "));
-                out.push(Text(r.clone(), b(120)));
-            }
-            if let Some(reason) = &f.reason {
-                out.push(Break);
-                out.push(Text(reason.clone(), b(400)));
-            }
-            if let Some(url) = &f.url {
-                out.push(Break);
-                out.push(Link {
-                    text: "Open in Sentry".into(),
-                    budget: 32,
-                    url: url.clone(),
-                });
-            }
-            return out;
-        }
-        NotificationKind::OpsAlarm => {
-            if let Some(t) = &f.title {
-                out.push(Fixed(": "));
-                out.push(Bold(t.clone(), b(300)));
-            }
-            if let Some(reason) = &f.reason {
-                out.push(Break);
-                out.push(Text(reason.clone(), b(600)));
-            }
-            if let (Some(repo), Some(sha)) = (&f.repo, &f.sha) {
-                out.push(Break);
-                out.push(Text(repo.clone(), b(100)));
-                out.push(Fixed(" @ "));
-                out.push(Code(short_sha(sha).to_string(), 12));
-            }
-            return out;
-        }
-        _ => {}
+        NotificationKind::ErrorAlert => error_alert(&mut out, &n.facts, &b),
+        NotificationKind::OpsAlarm => ops_alarm(&mut out, &n.facts, &b),
+        _ => build_or_deploy(&mut out, n, &b),
     }
+    out
+}
 
-    // Builds and deploys: where, what, who.
+/// A Sentry alert: the error, where and how often, what is live, the link.
+fn error_alert(out: &mut Vec<Piece>, f: &Facts, b: &dyn Fn(usize) -> usize) {
+    if let Some(t) = &f.title {
+        out.push(Fixed(": "));
+        out.push(Bold(t.clone(), b(300)));
+    }
+    out.push(Break);
+    let mut meta = Vec::new();
+    if let Some(p) = &f.target {
+        meta.push(Code(p.to_string(), b(60)));
+    }
+    if let Some(l) = &f.level {
+        meta.push(Text(l.clone(), 16));
+    }
+    if let Some(c) = f.count {
+        meta.push(Owned(format!("{c} events")));
+    }
+    if let Some(s) = &f.status {
+        meta.push(Text(s.clone(), 32));
+    }
+    join(out, meta, " · ");
+    if let Some(r) = &f.release {
+        out.push(Break);
+        out.push(Fixed("Live: "));
+        out.push(Text(r.clone(), b(120)));
+    }
+    if let Some(reason) = &f.reason {
+        out.push(Break);
+        out.push(Text(reason.clone(), b(400)));
+    }
+    if let Some(url) = &f.url {
+        out.push(Break);
+        out.push(Link {
+            text: "Open in Sentry".into(),
+            budget: 32,
+            url: url.clone(),
+        });
+    }
+}
+
+/// One of shipline's own alarms: what, why, and the commit when there is one.
+fn ops_alarm(out: &mut Vec<Piece>, f: &Facts, b: &dyn Fn(usize) -> usize) {
+    if let Some(t) = &f.title {
+        out.push(Fixed(": "));
+        out.push(Bold(t.clone(), b(300)));
+    }
+    if let Some(reason) = &f.reason {
+        out.push(Break);
+        out.push(Text(reason.clone(), b(600)));
+    }
+    if let (Some(repo), Some(sha)) = (&f.repo, &f.sha) {
+        out.push(Break);
+        out.push(Text(repo.clone(), b(100)));
+        out.push(Fixed(" @ "));
+        out.push(Code(short_sha(sha).to_string(), 12));
+    }
+}
+
+/// Builds and deploys: where, what, who; then the target of a deploy, the reason, the log.
+fn build_or_deploy(out: &mut Vec<Piece>, n: &Notification, b: &dyn Fn(usize) -> usize) {
+    let f = &n.facts;
     if let Some(repo) = &f.repo {
         out.push(Fixed(" · "));
         out.push(Link {
@@ -145,6 +151,38 @@ fn pieces(n: &Notification, scale: f64) -> Vec<Piece> {
         });
     }
     out.push(Break);
+    join(out, what_and_who(f, b), " ");
+    if let Some(message) = &f.commit_message {
+        out.push(Break);
+        out.push(Text(
+            message.lines().next().unwrap_or("").to_string(),
+            b(200),
+        ));
+    }
+    if n.kind.is_deploy() && (f.target.is_some() || f.environment.is_some()) {
+        deploy_target(out, f, b);
+    }
+    if let Some(reason) = &f.reason {
+        out.push(Break);
+        out.push(Text(reason.clone(), b(500)));
+    }
+    if let Some(url) = &f.url {
+        out.push(Break);
+        let label = if n.kind.is_deploy() {
+            "Deployment log"
+        } else {
+            "Build log"
+        };
+        out.push(Link {
+            text: label.into(),
+            budget: 32,
+            url: url.clone(),
+        });
+    }
+}
+
+/// The pull request or branch, the commit, its author and how long it took.
+fn what_and_who(f: &Facts, b: &dyn Fn(usize) -> usize) -> Vec<Piece> {
     let mut what = Vec::new();
     if let Some(pr) = &f.pull_request {
         what.push(Link {
@@ -169,54 +207,24 @@ fn pieces(n: &Notification, scale: f64) -> Vec<Piece> {
     if let Some(secs) = f.duration_secs {
         what.push(Owned(format!("· {}", duration(secs))));
     }
-    join(&mut out, what, " ");
-    if let Some(message) = &f.commit_message {
-        out.push(Break);
-        out.push(Text(
-            message.lines().next().unwrap_or("").to_string(),
-            b(200),
-        ));
+    what
+}
+
+/// "Target: production `heroku:pax-user` · release v42".
+fn deploy_target(out: &mut Vec<Piece>, f: &Facts, b: &dyn Fn(usize) -> usize) {
+    out.push(Break);
+    out.push(Fixed("Target: "));
+    if let Some(env) = &f.environment {
+        out.push(Text(env.clone(), b(40)));
+        out.push(Fixed(" "));
     }
-    if matches!(
-        n.kind,
-        NotificationKind::DeployStarted
-            | NotificationKind::DeploySucceeded
-            | NotificationKind::DeployFailed
-            | NotificationKind::DeploySkipped
-    ) && (f.target.is_some() || f.environment.is_some())
-    {
-        out.push(Break);
-        out.push(Fixed("Target: "));
-        if let Some(env) = &f.environment {
-            out.push(Text(env.clone(), b(40)));
-            out.push(Fixed(" "));
-        }
-        if let Some(t) = &f.target {
-            out.push(Code(t.to_string(), b(80)));
-        }
-        if let Some(r) = &f.release {
-            out.push(Fixed(" · release "));
-            out.push(Text(r.clone(), b(40)));
-        }
+    if let Some(t) = &f.target {
+        out.push(Code(t.to_string(), b(80)));
     }
-    if let Some(reason) = &f.reason {
-        out.push(Break);
-        out.push(Text(reason.clone(), b(500)));
+    if let Some(r) = &f.release {
+        out.push(Fixed(" · release "));
+        out.push(Text(r.clone(), b(40)));
     }
-    if let Some(url) = &f.url {
-        out.push(Break);
-        let label = if n.kind.is_deploy() {
-            "Deployment log"
-        } else {
-            "Build log"
-        };
-        out.push(Link {
-            text: label.into(),
-            budget: 32,
-            url: url.clone(),
-        });
-    }
-    out
 }
 
 trait KindExt {

@@ -428,3 +428,41 @@ async fn a_message_that_is_neither_is_dead_lettered_alone() {
     );
     assert_eq!(h.dlq.drain().len(), 1);
 }
+
+#[tokio::test]
+async fn a_corrupt_thread_record_is_dead_lettered_with_its_reason_not_posted_anew() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(3))
+        .mount(&h.chat)
+        .await;
+    h.deps
+        .state
+        .put(
+            &format!("chat:team:build:pax-app/User@{SHA}"),
+            json!({"message_id": 12}),
+            shared::ports::Precondition::None,
+            None,
+            0,
+        )
+        .await
+        .unwrap();
+    let message = notification(
+        NotificationKind::BuildStarted,
+        "2026-11-26T10:00:00Z",
+        &["team"],
+    );
+    assert!(run(&h, std::slice::from_ref(&message)).await.is_empty());
+    let dead = h.dlq.drain();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("team: stored record is corrupt: chat:team:build:"),
+        "{:?}",
+        dead[0].reason
+    );
+    assert!(calls(&h).await.is_empty(), "no second message in the chat");
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use shared::http::{self, Failure};
+use shared::ports::Retryable;
 
 pub use telegram::{TELEGRAM_PUBLIC_API, Telegram};
 pub use webhooks::{Discord, Slack};
@@ -34,6 +35,20 @@ pub enum ChatError {
     /// The message to edit no longer exists (or cannot be edited): post a new one.
     #[error("the message to edit is gone")]
     MessageGone,
+}
+
+impl Retryable for ChatError {
+    /// Only a refusal is final; a message that is gone is posted anew on the next try.
+    fn is_retryable(&self) -> bool {
+        !matches!(self, ChatError::Rejected(_))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ChatError::RateLimited { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
 }
 
 /// One chat destination. Text comes rendered for its kind.

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use shared::secrets::SecretString;
 
@@ -37,7 +39,12 @@ impl Telegram {
         }
     }
 
-    async fn call(&self, method: &str, mut body: Value) -> Result<Value, ChatError> {
+    /// Calls a Bot API method; its `result` as `T` when Telegram says `ok`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        mut body: Value,
+    ) -> Result<Option<T>, ChatError> {
         body["chat_id"] = json!(self.chat_id);
         body["parse_mode"] = json!("HTML");
         body["link_preview_options"] = json!({ "is_disabled": true });
@@ -50,17 +57,19 @@ impl Telegram {
             .await
             .map_err(unavailable)?;
         let (status, header_retry, text) = read(response).await?;
-        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if status.is_success() && answer["ok"] == json!(true) {
-            return Ok(answer["result"].clone());
+        // An answer that is not the Bot API's JSON (a proxy's error page) says nothing more
+        // than its status.
+        let answer: Answer<T> = serde_json::from_str(&text).unwrap_or_default();
+        if status.is_success() && answer.ok == Some(true) {
+            return Ok(answer.result);
         }
-        let description = answer["description"]
-            .as_str()
-            .unwrap_or("no description")
-            .to_string();
+        let description = answer
+            .description
+            .unwrap_or_else(|| "no description".to_string());
         if status == StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = answer["parameters"]["retry_after"]
-                .as_u64()
+            let retry_after = answer
+                .parameters
+                .and_then(|p| p.retry_after)
                 .or_else(|| retry_after_in(&description))
                 .map(Duration::from_secs)
                 .or(header_retry);
@@ -68,6 +77,40 @@ impl Telegram {
         }
         Err(classify(status, None, description))
     }
+}
+
+/// A Bot API answer (<https://core.telegram.org/bots/api#making-requests>): `ok`, then the
+/// method's `result`, or a `description` of the error with `parameters` such as `retry_after`.
+#[derive(Debug, Deserialize)]
+#[serde(default, bound = "T: DeserializeOwned")]
+struct Answer<T> {
+    ok: Option<bool>,
+    result: Option<T>,
+    description: Option<String>,
+    parameters: Option<ResponseParameters>,
+}
+
+impl<T> Default for Answer<T> {
+    fn default() -> Self {
+        Self {
+            ok: None,
+            result: None,
+            description: None,
+            parameters: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ResponseParameters {
+    /// Seconds to wait before the request can be repeated.
+    retry_after: Option<u64>,
+}
+
+/// The `Message` that `sendMessage` answers with; only its id is kept, to edit it later.
+#[derive(Debug, Deserialize)]
+struct SentMessage {
+    message_id: Option<i64>,
 }
 
 /// "Too Many Requests: retry after 35" → 35: older Bot API answers had no `parameters`.
@@ -91,14 +134,15 @@ impl ChatChannel for Telegram {
         if let Some(topic) = self.topic_id {
             body["message_thread_id"] = json!(topic);
         }
-        let message = self.call("sendMessage", body).await?;
-        Ok(message["message_id"].as_i64().map(|id| id.to_string()))
+        let message = self.call::<SentMessage>("sendMessage", body).await?;
+        Ok(message.and_then(|m| m.message_id).map(|id| id.to_string()))
     }
 
     async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
         let message_id: i64 = id.parse().map_err(|_| ChatError::MessageGone)?;
+        // `editMessageText` answers with the edited message, or `true` for inline messages.
         match self
-            .call(
+            .call::<IgnoredAny>(
                 "editMessageText",
                 json!({ "message_id": message_id, "text": text }),
             )

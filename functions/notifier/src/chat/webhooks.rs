@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use shared::secrets::SecretString;
 
@@ -70,25 +72,47 @@ impl Discord {
         json!({ "content": text, "allowed_mentions": { "parse": [] }, "flags": 4 })
     }
 
-    async fn answer(response: reqwest::Response) -> Result<Value, ChatError> {
+    /// A success's body as `T`, or the error the answer describes.
+    async fn answer<T: DeserializeOwned + Default>(
+        response: reqwest::Response,
+    ) -> Result<T, ChatError> {
         let (status, header_retry, text) = read(response).await?;
-        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(answer);
+            return Ok(serde_json::from_str(&text).unwrap_or_default());
         }
-        let retry_after = answer["retry_after"]
-            .as_f64()
-            .map(|s| Duration::from_secs_f64(s.max(0.0).ceil().max(1.0)))
-            .or(header_retry);
-        let reason = answer["message"]
-            .as_str()
-            .unwrap_or("no message")
-            .to_string();
-        if status == StatusCode::NOT_FOUND && answer["code"] == json!(10008) {
+        // An answer that is not Discord's JSON (a proxy's error page) says nothing more than
+        // its status.
+        let error: DiscordError = serde_json::from_str(&text).unwrap_or_default();
+        if status == StatusCode::NOT_FOUND && error.code == Some(UNKNOWN_MESSAGE) {
             return Err(ChatError::MessageGone);
         }
+        let retry_after = error
+            .retry_after
+            .map(|s| Duration::from_secs_f64(s.max(0.0).ceil().max(1.0)))
+            .or(header_retry);
+        let reason = error.message.unwrap_or_else(|| "no message".to_string());
         Err(classify(status, retry_after, reason))
     }
+}
+
+/// Discord's JSON error code for a message that does not exist (any more).
+const UNKNOWN_MESSAGE: u64 = 10008;
+
+/// An error answer (<https://discord.com/developers/docs/topics/opcodes-and-status-codes>);
+/// a 429 adds `retry_after` in seconds, with fractions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct DiscordError {
+    message: Option<String>,
+    code: Option<u64>,
+    retry_after: Option<f64>,
+}
+
+/// The message a webhook posted with `?wait=true`; only its id is kept, to edit it later.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PostedMessage {
+    id: Option<String>,
 }
 
 #[async_trait]
@@ -106,8 +130,8 @@ impl ChatChannel for Discord {
             .send()
             .await
             .map_err(unavailable)?;
-        let message = Self::answer(response).await?;
-        Ok(message["id"].as_str().map(str::to_string))
+        let message: PostedMessage = Self::answer(response).await?;
+        Ok(message.id)
     }
 
     async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
@@ -119,7 +143,7 @@ impl ChatChannel for Discord {
             .send()
             .await
             .map_err(unavailable)?;
-        Self::answer(response).await.map(|_| ())
+        Self::answer::<IgnoredAny>(response).await.map(|_| ())
     }
 }
 
