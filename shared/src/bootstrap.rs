@@ -83,6 +83,11 @@ impl Bootstrap {
         var(var_name).unwrap_or_else(|| public.to_string())
     }
 
+    /// A setting the function cannot run without.
+    pub fn required(&self, var_name: &str) -> Result<String, BootstrapError> {
+        required(var_name)
+    }
+
     /// The SQS queue in `var_name`, when it is set.
     pub fn optional_queue(&self, var_name: &str) -> Option<Arc<dyn Queue>> {
         self.queue(var_name).ok()

@@ -30,6 +30,12 @@ pub enum StateKey<'a> {
     Chat { channel: &'a str, thread: &'a str },
     /// `throttle:<project>:<issue>`: the window in which a Sentry issue was last forwarded.
     Throttle { project: &'a str, issue: &'a str },
+    /// `redelivery:<X-GitHub-Delivery>`: what the recovery sweep did about a failed delivery.
+    Redelivery(&'a str),
+    /// `recovery:<hook>`: when the recovery sweep last read a hook's deliveries.
+    RecoveryRun(&'a str),
+    /// `notice:<topic>`: a one-time notice (a missing permission) was given.
+    Notice(&'a str),
     /// `warm-up`: read (never written) during init to open the table's connection.
     WarmUp,
 }
@@ -46,6 +52,9 @@ impl fmt::Display for StateKey<'_> {
             StateKey::Deploying(target) => write!(f, "deploying:{target}"),
             StateKey::Chat { channel, thread } => write!(f, "chat:{channel}:{thread}"),
             StateKey::Throttle { project, issue } => write!(f, "throttle:{project}:{issue}"),
+            StateKey::Redelivery(guid) => write!(f, "redelivery:{guid}"),
+            StateKey::RecoveryRun(hook) => write!(f, "recovery:{hook}"),
+            StateKey::Notice(topic) => write!(f, "notice:{topic}"),
             StateKey::WarmUp => f.write_str("warm-up"),
         }
     }

@@ -81,7 +81,10 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
     // The handlers' logs (warnings by default) go to stderr, for a run that fails.
     if std::env::var_os("RUST_LOG").is_none() {
         // SAFETY: set before any thread of this test reads the environment.
-        unsafe { std::env::set_var("RUST_LOG", "warn") };
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RUST_LOG", "warn")
+        };
     }
     shared::telemetry::init();
     let total: usize = std::env::var("SHIPLINE_FAULT_WEBHOOKS")

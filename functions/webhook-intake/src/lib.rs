@@ -43,6 +43,27 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
 }
 
+impl Deps {
+    /// What queueing a planned delivery needs.
+    pub fn enqueue(&self) -> Enqueue<'_> {
+        Enqueue {
+            config: &self.config,
+            builds: self.builds.as_ref(),
+            state: self.state.as_ref(),
+            clock: self.clock.as_ref(),
+        }
+    }
+}
+
+/// What planning and queueing a delivery needs once its origin is established (a verified
+/// signature, or GitHub's deliveries API read with shipline's own credentials).
+pub struct Enqueue<'a> {
+    pub config: &'a Config,
+    pub builds: &'a dyn Queue,
+    pub state: &'a dyn StateStore,
+    pub clock: &'a dyn Clock,
+}
+
 /// The Lambda entry point (API Gateway HTTP API v2 or a function URL). `lambda_http` has
 /// already base64-decoded the body when `isBase64Encoded` was set, so the bytes are the raw
 /// bytes GitHub signed.
@@ -105,8 +126,35 @@ async fn process(
     match accepted {
         Err(reply) => reply,
         Ok(Plan::Ignore(reason)) => Reply::new(StatusCode::OK, format!("ignored: {reason}")),
-        Ok(Plan::Build(request)) => enqueue_once(deps, &request).await,
+        Ok(Plan::Build(request)) => enqueue_once(&deps.enqueue(), &request).await,
     }
+}
+
+/// A delivery whose payload came from GitHub's deliveries API (too large for Lambda, or never
+/// delivered): planned and queued exactly as a verified delivery is.
+pub async fn queue_payload(
+    target: &Enqueue<'_>,
+    delivery_id: &str,
+    event: &str,
+    payload: &[u8],
+) -> Reply {
+    let span = tracing::info_span!("delivery", delivery_id = %delivery_id, event = %event, source = "deliveries API");
+    let planned = plan_payload(
+        target.config,
+        delivery_id,
+        event,
+        payload,
+        target.clock.rfc3339(),
+    );
+    async {
+        match planned {
+            Err(reply) => reply,
+            Ok(Plan::Ignore(reason)) => Reply::new(StatusCode::OK, format!("ignored: {reason}")),
+            Ok(Plan::Build(request)) => enqueue_once(target, &request).await,
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 /// Everything intake decides without I/O: verify the signature over the raw body, read the
@@ -132,6 +180,18 @@ pub fn accept(
     webhook::verify_signature(secret, body, header(headers, SIGNATURE_HEADER))
         .map_err(|e| Reply::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
     let payload = json_payload(headers, body)?;
+    plan_payload(config, delivery_id, event, &payload, received_at)
+}
+
+/// Plans a delivery's JSON payload whose origin is established: what to build, or the reply
+/// to send at once (a refusal, or ping's pong).
+pub fn plan_payload(
+    config: &Config,
+    delivery_id: &str,
+    event: &str,
+    payload: &[u8],
+    received_at: String,
+) -> Result<Plan, Reply> {
     if event.is_empty() {
         return Err(Reply::new(
             StatusCode::BAD_REQUEST,
@@ -151,17 +211,17 @@ pub fn accept(
     let bad_request = |e: webhook::PayloadError| Reply::new(StatusCode::BAD_REQUEST, e.to_string());
     Ok(match event {
         "ping" => {
-            webhook::parse::<PingEvent>(&payload).map_err(bad_request)?;
+            webhook::parse::<PingEvent>(payload).map_err(bad_request)?;
             return Err(Reply::new(StatusCode::OK, "pong"));
         }
         "push" => plan::plan_push(
             config,
-            &webhook::parse::<PushEvent>(&payload).map_err(bad_request)?,
+            &webhook::parse::<PushEvent>(payload).map_err(bad_request)?,
             delivery,
         ),
         "pull_request" => plan::plan_pull_request(
             config,
-            &webhook::parse::<PullRequestEvent>(&payload).map_err(bad_request)?,
+            &webhook::parse::<PullRequestEvent>(payload).map_err(bad_request)?,
             delivery,
         ),
         other => Plan::Ignore(format!("event `{other}` does not start a build")),
@@ -205,10 +265,10 @@ struct DeliveryRecord {
 /// a delivery whose enqueue failed never looks done, and GitHub's redelivery tries again. Two
 /// copies racing past the check both send with the delivery id as FIFO deduplication id, and
 /// SQS keeps one.
-async fn enqueue_once(deps: &Deps, request: &BuildRequest) -> Reply {
+async fn enqueue_once(target: &Enqueue<'_>, request: &BuildRequest) -> Reply {
     let key = StateKey::Delivery(&request.delivery_id);
-    let now = deps.clock.unix();
-    match deps.state.read_value::<DeliveryRecord>(key, now).await {
+    let now = target.clock.unix();
+    match target.state.read_value::<DeliveryRecord>(key, now).await {
         Ok(Some(_)) => {
             return Reply::new(
                 StatusCode::OK,
@@ -216,12 +276,11 @@ async fn enqueue_once(deps: &Deps, request: &BuildRequest) -> Reply {
             );
         }
         Ok(None) => {}
+        // GitHub never redelivers by itself: a refusal here could lose the push. Queue it
+        // anyway; a duplicate is absorbed by the FIFO deduplication id (the delivery id) and
+        // build-dispatch's request record.
         Err(e) => {
-            error!(error = %e, "cannot check the delivery against earlier ones");
-            return Reply::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "state store unavailable; redeliver later",
-            );
+            warn!(error = %e, "cannot check the delivery against earlier ones; queueing it anyway")
         }
     }
     let message = OutgoingMessage::fifo(
@@ -229,7 +288,7 @@ async fn enqueue_once(deps: &Deps, request: &BuildRequest) -> Reply {
         request.message_group_id(),
         messages::fifo_id(&request.delivery_id),
     );
-    if let Err(e) = deps.builds.send(message).await {
+    if let Err(e) = target.builds.send(message).await {
         error!(error = %e, "cannot enqueue the build request");
         return Reply::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -241,7 +300,7 @@ async fn enqueue_once(deps: &Deps, request: &BuildRequest) -> Reply {
         sha: request.sha.clone(),
         queued_at: now,
     };
-    match deps
+    match target
         .state
         .write(
             key,
