@@ -115,6 +115,7 @@ impl Stack {
                 deploys: deploys_queue.clone(),
                 notify: notify_queue.clone(),
                 redelivery: redelivery.clone(),
+                dead_letters: None,
                 clock: clock.clone(),
                 region: "local".into(),
             },
@@ -129,6 +130,7 @@ impl Stack {
                 state: state.clone(),
                 notify: notify_queue.clone(),
                 redelivery: redelivery.clone(),
+                dead_letters: None,
                 clock: clock.clone(),
                 follow: deploy_promotion::Follow::default(),
             },
@@ -159,7 +161,7 @@ impl Stack {
     /// Hands what waits on the build queue to build-dispatch, as one Lambda batch.
     pub async fn step_builds(&self) {
         if let Some((event, messages)) = batch(&self.builds_queue, "builds.fifo") {
-            let response = build_dispatch::handle_batch(&self.dispatch, &event).await;
+            let response = build_dispatch::handle_batch(&self.dispatch, &event, None).await;
             requeue(&self.builds_queue, messages, &response);
         }
     }
@@ -167,7 +169,7 @@ impl Stack {
     /// Hands build results (state-change events) to build-dispatch.
     pub async fn step_events(&self) {
         if let Some((event, messages)) = batch(&self.events_queue, "build-events") {
-            let response = build_dispatch::handle_batch(&self.dispatch, &event).await;
+            let response = build_dispatch::handle_batch(&self.dispatch, &event, None).await;
             requeue(&self.events_queue, messages, &response);
         }
     }
@@ -175,7 +177,7 @@ impl Stack {
     /// Hands deploy requests to deploy-promotion.
     pub async fn step_deploys(&self) {
         if let Some((event, messages)) = batch(&self.deploys_queue, "deploys.fifo") {
-            let response = deploy_promotion::handle_batch(&self.promotion, &event).await;
+            let response = deploy_promotion::handle_batch(&self.promotion, &event, None).await;
             requeue(&self.deploys_queue, messages, &response);
         }
     }
@@ -208,7 +210,7 @@ impl Stack {
     /// Hands notifications to the notifier (which prints console channels as it goes).
     pub async fn step_notify(&self) {
         if let Some((event, messages)) = batch(&self.notify_queue, "notifications") {
-            let response = notifier::handle_batch(&self.notifier, &event).await;
+            let response = notifier::handle_batch(&self.notifier, &event, None).await;
             requeue(&self.notify_queue, messages, &response);
         }
     }

@@ -19,6 +19,8 @@ pub const STATE_TABLE: &str = "STATE_TABLE";
 pub const BUILD_QUEUE_URL: &str = "BUILD_QUEUE_URL";
 pub const DEPLOY_QUEUE_URL: &str = "DEPLOY_QUEUE_URL";
 pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
+/// The dead-letter queue of the queue a function consumes: poison messages go there at once.
+pub const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
 pub const TELEGRAM_API_URL: &str = "TELEGRAM_API_URL";
 pub const HEROKU_API_URL: &str = "HEROKU_API_URL";

@@ -34,6 +34,8 @@ pub enum StateKey<'a> {
     Redelivery(&'a str),
     /// `recovery:<hook>`: when the recovery sweep last read a hook's deliveries.
     RecoveryRun(&'a str),
+    /// `failures:<message id>:<body digest>`: real failures of a queue message so far.
+    Failures(&'a str),
     /// `notice:<topic>`: a one-time notice (a missing permission) was given.
     Notice(&'a str),
     /// `warm-up`: read (never written) during init to open the table's connection.
@@ -54,6 +56,7 @@ impl fmt::Display for StateKey<'_> {
             StateKey::Throttle { project, issue } => write!(f, "throttle:{project}:{issue}"),
             StateKey::Redelivery(guid) => write!(f, "redelivery:{guid}"),
             StateKey::RecoveryRun(hook) => write!(f, "recovery:{hook}"),
+            StateKey::Failures(message) => write!(f, "failures:{message}"),
             StateKey::Notice(topic) => write!(f, "notice:{topic}"),
             StateKey::WarmUp => f.write_str("warm-up"),
         }

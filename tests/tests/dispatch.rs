@@ -100,6 +100,7 @@ async fn stack(codebuild_endpoint: Option<String>) -> Stack {
         deploys: Arc::new(SqsQueue::new(sqs.clone(), &deploys_url)),
         notify: Arc::new(SqsQueue::new(sqs.clone(), &notify_url)),
         redelivery: Arc::new(SqsRedelivery::new(sqs)),
+        dead_letters: None,
         clock: Arc::new(SystemClock),
         region: aws::REGION.into(),
     };
@@ -140,7 +141,7 @@ impl Stack {
     /// One Lambda invocation of build-dispatch on what is waiting on `url`.
     async fn dispatch_from(&self, url: &str) -> usize {
         let event = aws::receive_as_event(&self.sdk, url).await;
-        let response = build_dispatch::handle_batch(&self.dispatch, &event).await;
+        let response = build_dispatch::handle_batch(&self.dispatch, &event, None).await;
         aws::settle_batch(&self.sdk, url, &event, &response).await;
         assert!(
             response.batch_item_failures.is_empty(),
@@ -204,8 +205,8 @@ async fn a_push_builds_once_supersedes_and_a_green_result_requests_a_deploy() {
     // SQS delivers at least once: the same batch handled twice starts one build.
     let event = aws::receive_as_event(&s.sdk, &s.builds_url).await;
     assert_eq!(event.records.len(), 1);
-    build_dispatch::handle_batch(&s.dispatch, &event).await;
-    let response = build_dispatch::handle_batch(&s.dispatch, &event).await;
+    build_dispatch::handle_batch(&s.dispatch, &event, None).await;
+    let response = build_dispatch::handle_batch(&s.dispatch, &event, None).await;
     aws::settle_batch(&s.sdk, &s.builds_url, &event, &response).await;
     let first = s.build_ids().await;
     assert_eq!(first.len(), 1, "one build on CodeBuild");

@@ -111,6 +111,7 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
         state: state.clone(),
         notify: Arc::new(SqsQueue::new(sqs.clone(), &notify_url)),
         redelivery: Arc::new(SqsRedelivery::new(sqs.clone())),
+        dead_letters: None,
         clock: Arc::new(SystemClock),
         follow: deploy_promotion::Follow { interval: Duration::from_millis(10), budget: Duration::from_secs(2) },
     };
@@ -131,7 +132,7 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
     };
     let consume = || async {
         let event = aws::receive_as_event(&sdk, &deploys_url).await;
-        let response = deploy_promotion::handle_batch(&deps, &event).await;
+        let response = deploy_promotion::handle_batch(&deps, &event, None).await;
         aws::settle_batch(&sdk, &deploys_url, &event, &response).await;
         response.batch_item_failures.len()
     };

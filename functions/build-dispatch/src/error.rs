@@ -65,16 +65,13 @@ mod tests {
         });
         assert_eq!(
             Outcome::from(limited),
-            Outcome::Retry {
+            Outcome::Wait {
                 reason: "GitHub: GitHub rate limit; retry after 30s".into(),
-                after: Some(Duration::from_secs(30)),
+                after: Duration::from_secs(30),
             }
         );
         let busy = DispatchError::from(StateError::Unavailable("throttled".into()));
-        assert!(matches!(
-            Outcome::from(busy),
-            Outcome::Retry { after: None, .. }
-        ));
+        assert!(matches!(Outcome::from(busy), Outcome::Retry { .. }));
         let corrupt = DispatchError::from(StateError::Corrupt("builds:running: x".into()));
         assert!(matches!(Outcome::from(corrupt), Outcome::DeadLetter(_)));
         assert_eq!(

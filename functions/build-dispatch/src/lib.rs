@@ -14,6 +14,7 @@ mod start;
 mod sweep;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
@@ -35,6 +36,9 @@ pub struct Deps {
     pub deploys: Arc<dyn Queue>,
     pub notify: Arc<dyn Queue>,
     pub redelivery: Arc<dyn Redelivery>,
+    /// The source queue's dead-letter queue: poison messages and messages that failed too
+    /// often go there at once, with their reason.
+    pub dead_letters: Option<Arc<dyn Queue>>,
     pub clock: Arc<dyn Clock>,
     /// The AWS region, for console links before CloudWatch's deep link is known.
     pub region: String,
@@ -42,21 +46,32 @@ pub struct Deps {
 
 /// The Lambda entry point: an SQS batch (from `builds.fifo` or `build-events`), or the
 /// scheduled sweep.
-pub async fn handle(deps: &Deps, event: Value) -> Result<Value, lambda_runtime::Error> {
+pub async fn handle(
+    deps: &Deps,
+    event: Value,
+    deadline: Option<Instant>,
+) -> Result<Value, lambda_runtime::Error> {
     if event.get("Records").is_some() {
         let event: SqsEvent = serde_json::from_value(event)?;
-        let response = handle_batch(deps, &event).await;
+        let response = handle_batch(deps, &event, deadline).await;
         return Ok(serde_json::to_value(response)?);
     }
     let report = sweep(deps).await;
     Ok(serde_json::to_value(report)?)
 }
 
-pub async fn handle_batch(deps: &Deps, event: &SqsEvent) -> SqsBatchResponse {
-    let ctx = BatchContext {
-        redelivery: deps.redelivery.as_ref(),
-        dead_letters: None,
-    };
+pub async fn handle_batch(
+    deps: &Deps,
+    event: &SqsEvent,
+    deadline: Option<Instant>,
+) -> SqsBatchResponse {
+    let ctx = BatchContext::new(
+        deps.redelivery.as_ref(),
+        deps.state.as_ref(),
+        deps.clock.as_ref(),
+    )
+    .dead_letters(deps.dead_letters.as_deref())
+    .deadline(deadline);
     batch::process(event, &ctx, |message| async move {
         handle_message(deps, &message)
             .await

@@ -7,7 +7,8 @@ use build_dispatch::codebuild::aws::CodeBuild;
 use build_dispatch::{Deps, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::adapters::sqs::SqsRedelivery;
-use shared::bootstrap::{Bootstrap, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
+use shared::batch::deadline_from_epoch_ms;
+use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
 use shared::github::client::{Auth, GitHubClient};
 use shared::ports::SystemClock;
 
@@ -34,12 +35,14 @@ async fn main() -> Result<(), Error> {
         deploys: boot.queue(DEPLOY_QUEUE_URL)?,
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
         redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
+        dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
         clock: Arc::new(SystemClock),
         region: boot.region(),
         config: boot.config.clone(),
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<serde_json::Value>| {
-        handle(&deps, event.payload)
+        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        handle(&deps, event.payload, Some(deadline))
     }))
     .await
 }

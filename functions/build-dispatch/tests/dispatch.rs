@@ -123,6 +123,7 @@ async fn harness() -> Harness {
         deploys: deploys.clone(),
         notify: notify.clone(),
         redelivery: Arc::new(MemoryRedelivery::default()),
+        dead_letters: None,
         clock: clock.clone(),
         region: "eu-west-1".into(),
     };
@@ -256,7 +257,7 @@ fn state_change(build_id: &str, status: &str) -> String {
 }
 
 async fn run(h: &Harness, bodies: &[String]) -> Vec<String> {
-    handle_batch(&h.deps, &sqs(bodies))
+    handle_batch(&h.deps, &sqs(bodies), None)
         .await
         .batch_item_failures
         .into_iter()

@@ -69,9 +69,9 @@ mod tests {
         });
         assert_eq!(
             Outcome::from(limited),
-            Outcome::Retry {
+            Outcome::Wait {
                 reason: "deploy target: deploy target rate limit; retry after 60s".into(),
-                after: Some(Duration::from_secs(60)),
+                after: Duration::from_secs(60),
             }
         );
     }
@@ -80,9 +80,9 @@ mod tests {
     fn a_release_still_pending_is_looked_at_again_later() {
         assert_eq!(
             Outcome::from(PromotionError::StillPending("rel-43".into())),
-            Outcome::Retry {
+            Outcome::Wait {
                 reason: "release rel-43 still pending".into(),
-                after: Some(PENDING_RELEASE_WAIT),
+                after: PENDING_RELEASE_WAIT,
             }
         );
     }
@@ -97,9 +97,6 @@ mod tests {
         let corrupt = PromotionError::from(StateError::Corrupt("live:t: x".into()));
         assert!(matches!(Outcome::from(corrupt), Outcome::DeadLetter(_)));
         let busy = PromotionError::from(StateError::Unavailable("throttled".into()));
-        assert!(matches!(
-            Outcome::from(busy),
-            Outcome::Retry { after: None, .. }
-        ));
+        assert!(matches!(Outcome::from(busy), Outcome::Retry { .. }));
     }
 }

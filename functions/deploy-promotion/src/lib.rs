@@ -13,6 +13,7 @@ mod rollback;
 pub mod targets;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use shared::batch::{self, BatchContext, Outcome};
@@ -33,15 +34,25 @@ pub struct Deps {
     pub state: Arc<dyn StateStore>,
     pub notify: Arc<dyn Queue>,
     pub redelivery: Arc<dyn Redelivery>,
+    /// The source queue's dead-letter queue: poison messages and messages that failed too
+    /// often go there at once, with their reason.
+    pub dead_letters: Option<Arc<dyn Queue>>,
     pub clock: Arc<dyn Clock>,
     pub follow: Follow,
 }
 
-pub async fn handle_batch(deps: &Deps, event: &SqsEvent) -> SqsBatchResponse {
-    let ctx = BatchContext {
-        redelivery: deps.redelivery.as_ref(),
-        dead_letters: None,
-    };
+pub async fn handle_batch(
+    deps: &Deps,
+    event: &SqsEvent,
+    deadline: Option<Instant>,
+) -> SqsBatchResponse {
+    let ctx = BatchContext::new(
+        deps.redelivery.as_ref(),
+        deps.state.as_ref(),
+        deps.clock.as_ref(),
+    )
+    .dead_letters(deps.dead_letters.as_deref())
+    .deadline(deadline);
     batch::process(event, &ctx, |message| async move {
         handle_message(deps, &message)
             .await

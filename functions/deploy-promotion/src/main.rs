@@ -7,7 +7,8 @@ use deploy_promotion::targets::{Heroku, Hook, Targets};
 use deploy_promotion::{Deps, Follow, handle_batch};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::adapters::sqs::SqsRedelivery;
-use shared::bootstrap::{Bootstrap, NOTIFY_QUEUE_URL};
+use shared::batch::deadline_from_epoch_ms;
+use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL, NOTIFY_QUEUE_URL};
 use shared::github::client::{Auth, GitHubClient};
 use shared::ports::SystemClock;
 
@@ -46,6 +47,7 @@ async fn main() -> Result<(), Error> {
         state: boot.state_store()?,
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
         redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
+        dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
         clock: Arc::new(SystemClock),
         follow: Follow::default(),
         config: boot.config.clone(),
@@ -53,7 +55,8 @@ async fn main() -> Result<(), Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
-            Ok::<_, Error>(handle_batch(deps, &event.payload).await)
+            let deadline = deadline_from_epoch_ms(event.context.deadline);
+            Ok::<_, Error>(handle_batch(deps, &event.payload, Some(deadline)).await)
         },
     ))
     .await

@@ -64,6 +64,7 @@ async fn harness() -> Harness {
         state: state.clone(),
         notify: notify.clone(),
         redelivery: redelivery.clone(),
+        dead_letters: None,
         clock: Arc::new(FixedClock::at(
             time::macros::datetime!(2026-11-26 10:00 UTC),
         )),
@@ -244,7 +245,7 @@ fn sqs(bodies: &[String]) -> SqsEvent {
 }
 
 async fn run(h: &Harness, body: String) -> Vec<String> {
-    handle_batch(&h.deps, &sqs(&[body]))
+    handle_batch(&h.deps, &sqs(&[body]), None)
         .await
         .batch_item_failures
         .into_iter()

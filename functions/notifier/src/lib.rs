@@ -11,7 +11,7 @@ pub mod render;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::{Deserialize, Serialize};
@@ -42,11 +42,18 @@ pub struct Deps {
 }
 
 /// The Lambda entry point: a batch from the notifications queue.
-pub async fn handle_batch(deps: &Deps, event: &SqsEvent) -> SqsBatchResponse {
-    let ctx = BatchContext {
-        redelivery: deps.redelivery.as_ref(),
-        dead_letters: deps.dead_letters.as_deref(),
-    };
+pub async fn handle_batch(
+    deps: &Deps,
+    event: &SqsEvent,
+    deadline: Option<Instant>,
+) -> SqsBatchResponse {
+    let ctx = BatchContext::new(
+        deps.redelivery.as_ref(),
+        deps.state.as_ref(),
+        deps.clock.as_ref(),
+    )
+    .dead_letters(deps.dead_letters.as_deref())
+    .deadline(deadline);
     // Within one batch, a chat that asked us to wait gets nothing more until then, so the
     // messages to one chat keep their order.
     let blocked: Arc<Mutex<HashMap<String, Duration>>> = Arc::default();

@@ -6,7 +6,8 @@ use std::time::Duration;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use notifier::{Deps, channels_from_config, handle_batch};
 use shared::adapters::sqs::SqsRedelivery;
-use shared::bootstrap::Bootstrap;
+use shared::batch::deadline_from_epoch_ms;
+use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL};
 use shared::ports::SystemClock;
 
 #[tokio::main(flavor = "current_thread")]
@@ -29,14 +30,15 @@ async fn main() -> Result<(), Error> {
         )?,
         state: boot.state_store()?,
         redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
-        dead_letters: boot.optional_queue("DEAD_LETTER_QUEUE_URL"),
+        dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
         clock: Arc::new(SystemClock),
         config: boot.config.clone(),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
-            Ok::<_, Error>(handle_batch(deps, &event.payload).await)
+            let deadline = deadline_from_epoch_ms(event.context.deadline);
+            Ok::<_, Error>(handle_batch(deps, &event.payload, Some(deadline)).await)
         },
     ))
     .await

@@ -177,9 +177,9 @@ mod tests {
         assert!(!next.waits_for("slack"));
         assert_eq!(
             Outcome::from(tally.settle().unwrap_err()),
-            Outcome::Retry {
+            Outcome::Wait {
                 reason: "not delivered to every channel yet".into(),
-                after: Some(Duration::from_secs(3)),
+                after: Duration::from_secs(3),
             }
         );
     }

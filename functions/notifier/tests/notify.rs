@@ -93,7 +93,7 @@ fn sqs(bodies: &[String]) -> SqsEvent {
 }
 
 async fn run(h: &Harness, bodies: &[String]) -> Vec<String> {
-    handle_batch(&h.deps, &sqs(bodies))
+    handle_batch(&h.deps, &sqs(bodies), None)
         .await
         .batch_item_failures
         .into_iter()

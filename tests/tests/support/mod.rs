@@ -425,6 +425,112 @@ pub struct FaultPlan {
     pub telegram: Faults,
 }
 
+/// What the five functions are wired to in a pipeline test.
+struct Wiring<'a> {
+    sdk: &'a aws_config::SdkConfig,
+    sqs: &'a aws_sdk_sqs::Client,
+    config: Arc<Config>,
+    state: Arc<DynamoStateStore>,
+    http: reqwest::Client,
+    builds: &'a QueuePair,
+    deploys: &'a QueuePair,
+    notify: &'a QueuePair,
+    github: &'a Fake,
+    heroku: &'a Fake,
+    telegram: &'a Fake,
+    codebuild: &'a CodeBuildFake,
+}
+
+type Functions = (
+    webhook_intake::Deps,
+    build_dispatch::Deps,
+    deploy_promotion::Deps,
+    notifier::Deps,
+    alert_forwarder::Deps,
+);
+
+impl Wiring<'_> {
+    /// Each function as the stack wires it: the queue functions with their dead-letter queues.
+    fn functions(self) -> Functions {
+        let (sdk, sqs) = (self.sdk, self.sqs);
+        let (config, state, http) = (self.config.clone(), self.state.clone(), self.http.clone());
+        let gh = Arc::new(GitHubClient::new(
+            http.clone(),
+            self.github.server.uri(),
+            Auth::Token(SecretString::new("ghp")),
+        ));
+        let notify_queue = Arc::new(SqsQueue::new(sqs.clone(), &self.notify.url));
+        let redelivery = Arc::new(SqsRedelivery::new(sqs.clone()));
+        let clock = Arc::new(SystemClock);
+        let secrets = Secrets::default().with("telegram_bot_token", BOT);
+        let intake = webhook_intake::Deps {
+            config: config.clone(),
+            webhook_secret: SecretString::new(WEBHOOK_SECRET),
+            builds: Arc::new(SqsQueue::new(sqs.clone(), &self.builds.url)),
+            state: state.clone(),
+            clock: clock.clone(),
+        };
+        let dispatch = build_dispatch::Deps {
+            config: config.clone(),
+            builds: Arc::new(CodeBuild::new(aws_sdk_codebuild::Client::from_conf(
+                aws_sdk_codebuild::config::Builder::from(sdk)
+                    .endpoint_url(self.codebuild.server.uri())
+                    .build(),
+            ))),
+            github: gh.clone(),
+            state: state.clone(),
+            deploys: Arc::new(SqsQueue::new(sqs.clone(), &self.deploys.url)),
+            notify: notify_queue.clone(),
+            redelivery: redelivery.clone(),
+            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.builds.dlq))),
+            clock: clock.clone(),
+            region: aws::REGION.into(),
+        };
+        let promotion = deploy_promotion::Deps {
+            config: config.clone(),
+            github: gh,
+            deployer: Arc::new(Targets {
+                heroku: Some(Arc::new(Heroku::new(
+                    http.clone(),
+                    &self.heroku.server.uri(),
+                    SecretString::new("hk"),
+                ))),
+                hook: Arc::new(Hook::new(http.clone(), Arc::new(Secrets::default()))),
+                command: None,
+            }),
+            state: state.clone(),
+            notify: notify_queue.clone(),
+            redelivery: redelivery.clone(),
+            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.deploys.dlq))),
+            clock: clock.clone(),
+            follow: deploy_promotion::Follow::default(),
+        };
+        let notifier = notifier::Deps {
+            channels: notifier::channels_from_config(
+                &config,
+                &secrets,
+                &http,
+                &self.telegram.server.uri(),
+            )
+            .unwrap(),
+            config: config.clone(),
+            state: state.clone(),
+            redelivery,
+            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.notify.dlq))),
+            clock: clock.clone(),
+        };
+        let alerts = alert_forwarder::Deps {
+            config,
+            client_secret: Some(SecretString::new(SENTRY_SECRET)),
+            legacy_token: None,
+            notify: notify_queue,
+            state,
+            clock,
+        };
+        (intake, dispatch, promotion, notifier, alerts)
+    }
+}
+
 impl Pipeline {
     pub async fn new(config_yaml: &str, faults: FaultPlan) -> Self {
         let sdk = aws::sdk_config().await;
@@ -451,7 +557,6 @@ impl Pipeline {
         let codebuild = codebuild().await;
 
         let config = Arc::new(Config::from_yaml(config_yaml).expect("a valid config"));
-        let secrets = Secrets::default().with("telegram_bot_token", BOT);
         let http = reqwest::Client::builder()
             .timeout(HTTP_TIMEOUT)
             .build()
@@ -460,77 +565,21 @@ impl Pipeline {
             aws_sdk_dynamodb::Client::new(&sdk),
             &table,
         ));
-        let gh = Arc::new(GitHubClient::new(
-            http.clone(),
-            github.server.uri(),
-            Auth::Token(SecretString::new("ghp")),
-        ));
-        let notify_queue = Arc::new(SqsQueue::new(sqs.clone(), &notify.url));
-        let redelivery = Arc::new(SqsRedelivery::new(sqs.clone()));
-        let clock = Arc::new(SystemClock);
-
-        let intake = webhook_intake::Deps {
-            config: config.clone(),
-            webhook_secret: SecretString::new(WEBHOOK_SECRET),
-            builds: Arc::new(SqsQueue::new(sqs.clone(), &builds.url)),
-            state: state.clone(),
-            clock: clock.clone(),
-        };
-        let dispatch = build_dispatch::Deps {
-            config: config.clone(),
-            builds: Arc::new(CodeBuild::new(aws_sdk_codebuild::Client::from_conf(
-                aws_sdk_codebuild::config::Builder::from(&sdk)
-                    .endpoint_url(codebuild.server.uri())
-                    .build(),
-            ))),
-            github: gh.clone(),
-            state: state.clone(),
-            deploys: Arc::new(SqsQueue::new(sqs.clone(), &deploys.url)),
-            notify: notify_queue.clone(),
-            redelivery: redelivery.clone(),
-            clock: clock.clone(),
-            region: aws::REGION.into(),
-        };
-        let promotion = deploy_promotion::Deps {
-            config: config.clone(),
-            github: gh,
-            deployer: Arc::new(Targets {
-                heroku: Some(Arc::new(Heroku::new(
-                    http.clone(),
-                    &heroku.server.uri(),
-                    SecretString::new("hk"),
-                ))),
-                hook: Arc::new(Hook::new(http.clone(), Arc::new(Secrets::default()))),
-                command: None,
-            }),
-            state: state.clone(),
-            notify: notify_queue.clone(),
-            redelivery: redelivery.clone(),
-            clock: clock.clone(),
-            follow: deploy_promotion::Follow::default(),
-        };
-        let notifier = notifier::Deps {
-            channels: notifier::channels_from_config(
-                &config,
-                &secrets,
-                &http,
-                &telegram.server.uri(),
-            )
-            .unwrap(),
-            config: config.clone(),
-            state: state.clone(),
-            redelivery,
-            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &notify.dlq))),
-            clock: clock.clone(),
-        };
-        let alerts = alert_forwarder::Deps {
+        let (intake, dispatch, promotion, notifier, alerts) = Wiring {
+            sdk: &sdk,
+            sqs: &sqs,
             config,
-            client_secret: Some(SecretString::new(SENTRY_SECRET)),
-            legacy_token: None,
-            notify: notify_queue,
             state,
-            clock,
-        };
+            http,
+            builds: &builds,
+            deploys: &deploys,
+            notify: &notify,
+            github: &github,
+            heroku: &heroku,
+            telegram: &telegram,
+            codebuild: &codebuild,
+        }
+        .functions();
         Self {
             sdk,
             sqs,
@@ -637,12 +686,14 @@ impl Pipeline {
                 handed += event.records.len();
                 let response = match consumer {
                     Consumer::Dispatch => {
-                        build_dispatch::handle_batch(&self.dispatch, &event).await
+                        build_dispatch::handle_batch(&self.dispatch, &event, None).await
                     }
                     Consumer::Promotion => {
-                        deploy_promotion::handle_batch(&self.promotion, &event).await
+                        deploy_promotion::handle_batch(&self.promotion, &event, None).await
                     }
-                    Consumer::Notifier => notifier::handle_batch(&self.notifier, &event).await,
+                    Consumer::Notifier => {
+                        notifier::handle_batch(&self.notifier, &event, None).await
+                    }
                 };
                 aws::settle_batch(&self.sdk, url, &event, &response).await;
             }
