@@ -85,6 +85,29 @@ impl Bootstrap {
         var(var_name).unwrap_or_else(|| public.to_string())
     }
 
+    /// The one HTTP client of a function: rustls, and timeouts inside a batch's deadline margin
+    /// (`crate::http::CALL_TIMEOUT`).
+    pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .timeout(crate::http::CALL_TIMEOUT)
+            .build()
+    }
+
+    /// The GitHub REST client: `GITHUB_API_URL` (GitHub Enterprise Server, a fake) or the
+    /// public API, with a token or as a GitHub App as the secrets say.
+    pub fn github(
+        &self,
+        http: reqwest::Client,
+    ) -> Result<crate::github::client::GitHubClient, BootstrapError> {
+        use crate::github::client::{Auth, GitHubClient, PUBLIC_API};
+        Ok(GitHubClient::new(
+            http,
+            self.api_url(GITHUB_API_URL, PUBLIC_API),
+            Auth::from_secrets(&self.secrets)?,
+        ))
+    }
+
     /// A setting the function cannot run without.
     pub fn required(&self, var_name: &str) -> Result<String, BootstrapError> {
         required(var_name)

@@ -6,6 +6,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+/// Every outbound HTTP call gives up after this: shorter than a batch's deadline margin
+/// (`crate::batch::DEADLINE_MARGIN`), so no call outlives its invocation.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Every outbound request says who it is.
 pub const USER_AGENT: &str = concat!("shipline/", env!("CARGO_PKG_VERSION"));
 

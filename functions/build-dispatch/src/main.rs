@@ -1,7 +1,6 @@
 //! The Lambda binary: wire the adapters once, then dispatch builds, results and sweeps.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use build_dispatch::codebuild::aws::CodeBuild;
 use build_dispatch::{Deps, handle};
@@ -9,25 +8,14 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::adapters::sqs::SqsRedelivery;
 use shared::batch::deadline_from_epoch_ms;
 use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
-use shared::github::client::{Auth, GitHubClient};
 use shared::ports::SystemClock;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let boot = Bootstrap::from_env().await?;
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let github = GitHubClient::new(
-        http,
-        boot.api_url(
-            shared::bootstrap::GITHUB_API_URL,
-            shared::github::client::PUBLIC_API,
-        ),
-        Auth::from_secrets(&boot.secrets)?,
-    );
+    let http = boot.http_client()?;
+    let github = boot.github(http)?;
     let deps = Deps {
         builds: Arc::new(CodeBuild::new(aws_sdk_codebuild::Client::new(&boot.aws))),
         github: Arc::new(github),

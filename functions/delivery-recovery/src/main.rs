@@ -1,27 +1,18 @@
 //! The Lambda binary: wire GitHub and the state table once, then sweep on each schedule tick.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use delivery_recovery::{Deps, sweep};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::bootstrap::{BUILD_QUEUE_URL, Bootstrap, NOTIFY_QUEUE_URL};
-use shared::github::client::{Auth, GitHubClient, PUBLIC_API};
 use shared::ports::SystemClock;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let boot = Bootstrap::from_env().await?;
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let github = GitHubClient::new(
-        http,
-        boot.api_url(shared::bootstrap::GITHUB_API_URL, PUBLIC_API),
-        Auth::from_secrets(&boot.secrets)?,
-    );
+    let http = boot.http_client()?;
+    let github = boot.github(http)?;
     let deps = Deps {
         github: Arc::new(github),
         state: boot.state_store()?,

@@ -1,7 +1,6 @@
 //! The Lambda binary: wire GitHub and the deploy targets once, then release.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use deploy_promotion::targets::{Heroku, Hook, Targets};
 use deploy_promotion::{Deps, Follow, handle_batch};
@@ -9,17 +8,13 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::adapters::sqs::SqsRedelivery;
 use shared::batch::deadline_from_epoch_ms;
 use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL, NOTIFY_QUEUE_URL};
-use shared::github::client::{Auth, GitHubClient};
 use shared::ports::SystemClock;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let boot = Bootstrap::from_env().await?;
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(20))
-        .build()?;
+    let http = boot.http_client()?;
     let heroku = boot.secrets.get("heroku_api_key").map(|key| {
         Arc::new(Heroku::new(
             http.clone(),
@@ -31,14 +26,7 @@ async fn main() -> Result<(), Error> {
         )) as _
     });
     let deps = Deps {
-        github: Arc::new(GitHubClient::new(
-            http.clone(),
-            boot.api_url(
-                shared::bootstrap::GITHUB_API_URL,
-                shared::github::client::PUBLIC_API,
-            ),
-            Auth::from_secrets(&boot.secrets)?,
-        )),
+        github: Arc::new(boot.github(http.clone())?),
         deployer: Arc::new(Targets {
             heroku,
             hook: Arc::new(Hook::new(http, boot.secrets.clone())),

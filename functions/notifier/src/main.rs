@@ -1,7 +1,6 @@
 //! The Lambda binary: wire the chat adapters once, then deliver notifications.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use notifier::{Deps, channels_from_config, handle_batch};
@@ -14,10 +13,7 @@ use shared::ports::SystemClock;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let boot = Bootstrap::from_env().await?;
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .build()?;
+    let http = boot.http_client()?;
     let deps = Deps {
         channels: channels_from_config(
             &boot.config,
