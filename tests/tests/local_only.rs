@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use e2e::runtime_api::RuntimeApi;
 
-const FUNCTIONS: [&str; 5] = [
+const FUNCTIONS: [&str; 6] = [
     "webhook-intake",
     "build-dispatch",
     "deploy-promotion",
     "notifier",
     "alert-forwarder",
+    "delivery-recovery",
 ];
 
 const CONSOLE: &str = "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\n";
@@ -43,6 +44,7 @@ async fn cold_start(function: &str, config: &str) -> (bool, String, bool) {
         .env("BUILD_QUEUE_URL", "http://127.0.0.1:9/queue/builds.fifo")
         .env("DEPLOY_QUEUE_URL", "http://127.0.0.1:9/queue/deploys.fifo")
         .env("NOTIFY_QUEUE_URL", "http://127.0.0.1:9/queue/notifications")
+        .env("WEBHOOK_URL", "https://example.invalid/github")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
