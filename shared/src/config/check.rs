@@ -1,0 +1,174 @@
+//! Checking a config: the structure and references at load, the secrets it names, and the
+//! parts only the local stack can run. Each error names the key and the line.
+
+use serde_saphyr::Spanned;
+
+use super::{Channel, Config, ConfigError, UnknownProjects};
+use crate::secrets::Secrets;
+
+impl Config {
+    /// Parses and checks the structure (references between parts included). Secrets are
+    /// checked separately by [`Config::check_secrets`], since `config check` may run where the
+    /// secrets are not.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config =
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Syntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let check_channels = |key: &str, names: &[Spanned<String>]| {
+            for name in names {
+                if !self.channels.contains_key(&name.value) {
+                    return Err(ConfigError::invalid(
+                        key,
+                        &name.referenced,
+                        format_args!(
+                            "channel `{}` is not defined under `channels` (defined: {})",
+                            name.value,
+                            self.channel_names()
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        check_channels("defaults.notify", &self.defaults.notify)?;
+        for (name, repo) in &self.repos {
+            if name.split('/').count() != 2 || name.split('/').any(str::is_empty) {
+                return Err(ConfigError::Invalid(format!(
+                    "repos.{name}: a repo is named `owner/name`"
+                )));
+            }
+            if repo.codebuild_project.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "repos.{name}.codebuild_project: must name a CodeBuild project"
+                )));
+            }
+            if let Some(notify) = &repo.notify {
+                check_channels(&format!("repos.{name}.notify"), notify)?;
+            }
+            for (i, rule) in repo.deploy.iter().enumerate() {
+                if rule.target().is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "repos.{name}.deploy[{i}]: give exactly one target: `heroku`, `hook` or `command`"
+                    )));
+                }
+                if let Some(h) = &rule.heroku
+                    && h.process_types.is_empty()
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "repos.{name}.deploy[{i}].heroku.process_types: name at least one (e.g. web)"
+                    )));
+                }
+            }
+            if let Some(project) = &repo.sentry_project
+                && !self.sentry.projects.contains_key(&project.value)
+                && self.sentry.unknown_projects == UnknownProjects::Ignore
+            {
+                return Err(ConfigError::invalid(
+                    &format!("repos.{name}.sentry_project"),
+                    &project.referenced,
+                    format_args!(
+                        "Sentry project `{}` is not under `sentry.projects`, and unknown projects are ignored",
+                        project.value
+                    ),
+                ));
+            }
+        }
+        for (slug, project) in &self.sentry.projects {
+            if let Some(notify) = &project.notify {
+                check_channels(&format!("sentry.projects.{slug}.notify"), notify)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn channel_names(&self) -> String {
+        if self.channels.is_empty() {
+            "none".into()
+        } else {
+            self.channels
+                .keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+
+    /// Refuses the parts that only the local stack can run: the `console` channel and the
+    /// `command` deploy target (`sh -c` on the machine that runs it). A Lambda function calls
+    /// this at cold start, so a config written for `shipline demo` never reaches production.
+    pub fn refuse_local_only(&self) -> Result<(), ConfigError> {
+        for (name, channel) in &self.channels {
+            if let Channel::Console(c) = channel {
+                return Err(ConfigError::invalid(
+                    &format!("channels.{name}.console"),
+                    &c.referenced,
+                    "the console channel prints on the machine running `shipline demo` or `shipline serve`; a deployed function cannot use it (use telegram, slack or discord)",
+                ));
+            }
+        }
+        for (repo_name, repo) in &self.repos {
+            for (i, rule) in repo.deploy.iter().enumerate() {
+                if let Some(command) = &rule.command {
+                    return Err(ConfigError::invalid(
+                        &format!("repos.{repo_name}.deploy[{i}].command"),
+                        &command.run.referenced,
+                        "a command target runs on the machine running `shipline demo` or `shipline serve`; a deployed function cannot use it (use heroku or hook)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every secret the config names must be present.
+    pub fn check_secrets(&self, secrets: &Secrets) -> Result<(), ConfigError> {
+        let mut named: Vec<(String, &Spanned<String>)> = Vec::new();
+        for (name, channel) in &self.channels {
+            match channel {
+                Channel::Slack(w) | Channel::Discord(w) => {
+                    named.push((format!("channels.{name}.webhook_secret"), &w.webhook_secret));
+                }
+                Channel::Telegram(t) => {
+                    if let Some(s) = &t.bot_token_secret {
+                        named.push((format!("channels.{name}.bot_token_secret"), s));
+                    } else if !secrets.contains("telegram_bot_token") {
+                        return Err(ConfigError::Invalid(format!(
+                            "channels.{name}: a Telegram channel needs the secret `telegram_bot_token`, which is not set"
+                        )));
+                    }
+                }
+                Channel::Console(_) => {}
+            }
+        }
+        for (repo_name, repo) in &self.repos {
+            for (i, rule) in repo.deploy.iter().enumerate() {
+                if let Some(hook) = &rule.hook {
+                    named.push((
+                        format!("repos.{repo_name}.deploy[{i}].hook.url_secret"),
+                        &hook.url_secret,
+                    ));
+                    if let Some(s) = &hook.signing_secret {
+                        named.push((
+                            format!("repos.{repo_name}.deploy[{i}].hook.signing_secret"),
+                            s,
+                        ));
+                    }
+                }
+            }
+        }
+        for (key, secret) in named {
+            if !secrets.contains(&secret.value) {
+                return Err(ConfigError::invalid(
+                    &key,
+                    &secret.referenced,
+                    format_args!("secret `{}` is not set", secret.value),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! The config loader against the architecture's example and the mistakes people make.
+
+use super::*;
+
+const EXAMPLE: &str = r#"
+channels:
+  team:   { telegram: { chat_id: -1001234567890, topic_id: 7 } }
+  alerts: { slack: { webhook_secret: slack_alerts_url } }
+defaults:
+  stable_branches: [master, devel]
+  notify: [team]
+repos:
+  pax-app/User:
+codebuild_project: pax-user
+deploy:
+  - branch: master
+    heroku: { app: pax-user, process_types: [web] }
+  pax-app/Gateway:
+codebuild_project: pax-gateway
+sentry_project: gateway
+deploy:
+  - branch: master
+    heroku: { app: pax-gateway }
+sentry:
+  projects:
+gateway: { notify: [team, alerts], min_level: error, throttle: 10m }
+"#;
+
+#[test]
+fn the_local_stacks_parts_are_refused_by_a_deployed_function_with_key_and_line() {
+    let config = Config::from_yaml(EXAMPLE).unwrap();
+    config.refuse_local_only().unwrap();
+    let console = Config::from_yaml("channels:\n  team: { console: {} }\n").unwrap();
+    let e = console.refuse_local_only().unwrap_err().to_string();
+    assert!(e.contains("channels.team.console at line 2"), "{e}");
+    let command = Config::from_yaml(
+        "repos:\n  o/r:\n    codebuild_project: p\n    deploy:\n      - branch: master\n        command: { run: 'echo hi' }\n",
+    )
+    .unwrap();
+    let e = command.refuse_local_only().unwrap_err().to_string();
+    assert!(e.contains("repos.o/r.deploy[0].command at line 6"), "{e}");
+}
+
+#[test]
+fn the_architecture_example_loads() {
+    let config = Config::from_yaml(EXAMPLE).unwrap();
+    let user = config.repo("pax-app/User").unwrap();
+    assert_eq!(user.codebuild_project, "pax-user");
+    assert!(config.is_stable_branch(user, "devel"));
+    assert!(!config.is_stable_branch(user, "feature/x"));
+    assert_eq!(config.notify_channels(user), vec!["team".to_string()]);
+    let gateway = config
+        .repo("PAX-APP/gateway")
+        .expect("case-insensitive lookup");
+    let rule = config.deploy_rule(gateway, "master").unwrap();
+    assert_eq!(rule.target_key("pax-app/Gateway"), "heroku:pax-gateway");
+    assert_eq!(rule.heroku.as_ref().unwrap().process_types, vec!["web"]);
+    assert_eq!(rule.environment, "production");
+    let sentry = &config.sentry.projects["gateway"];
+    assert_eq!(sentry.throttle, Some(Duration::from_secs(600)));
+    assert_eq!(sentry.min_level, Level::Error);
+    assert!(config.supersede(user));
+    assert!(!config.build_forks(user));
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let yaml = "repos:\n  a/b:\n    codebuild_project: p\n    deploy_branch: master\n";
+    let err = Config::from_yaml(yaml).unwrap_err().to_string();
+    assert!(err.contains("deploy_branch"), "{err}");
+    assert!(err.contains('4'), "names line 4: {err}");
+}
+
+#[test]
+fn a_repo_without_a_build_project_is_refused() {
+    let yaml = "repos:\n  a/b:\n    deploy: []\n";
+    let err = Config::from_yaml(yaml).unwrap_err().to_string();
+    assert!(err.contains("codebuild_project"), "{err}");
+}
+
+#[test]
+fn an_undefined_channel_is_named_with_its_line() {
+    let yaml = "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team, ops]\n";
+    let err = Config::from_yaml(yaml).unwrap_err().to_string();
+    assert!(err.contains("`ops`"), "{err}");
+    assert!(err.contains("defaults.notify at line 4"), "{err}");
+}
+
+#[test]
+fn a_named_secret_must_exist() {
+    let config = Config::from_yaml(EXAMPLE).unwrap();
+    let secrets = Secrets::default().with("telegram_bot_token", "t");
+    let err = config.check_secrets(&secrets).unwrap_err().to_string();
+    assert!(
+        err.contains("channels.alerts.webhook_secret at line 4"),
+        "{err}"
+    );
+    assert!(err.contains("`slack_alerts_url`"), "{err}");
+    let secrets = secrets.with("slack_alerts_url", "https://hooks.slack.test/x");
+    config.check_secrets(&secrets).unwrap();
+}
+
+#[test]
+fn a_deploy_rule_needs_exactly_one_target() {
+    let yaml = "repos:\n  a/b:\n    codebuild_project: p\n    deploy:\n      - branch: master\n";
+    let err = Config::from_yaml(yaml).unwrap_err().to_string();
+    assert!(err.contains("repos.a/b.deploy[0]"), "{err}");
+}
+
+#[test]
+fn a_bad_duration_says_what_to_write() {
+    let yaml = "sentry:\n  throttle: ten minutes\n";
+    let err = Config::from_yaml(yaml).unwrap_err().to_string();
+    assert!(err.contains("10m"), "{err}");
+}
