@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::ids::TargetKey;
-use crate::secrets::Secrets;
 
 /// Where a named thing is referenced, for messages.
 fn at(span: &serde_saphyr::Location) -> String {

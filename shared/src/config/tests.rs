@@ -1,6 +1,7 @@
 //! The config loader against the architecture's example and the mistakes people make.
 
 use super::*;
+use crate::secrets::Secrets;
 
 const EXAMPLE: &str = r#"
 channels:
@@ -11,19 +12,19 @@ defaults:
   notify: [team]
 repos:
   pax-app/User:
-codebuild_project: pax-user
-deploy:
-  - branch: master
-    heroku: { app: pax-user, process_types: [web] }
+    codebuild_project: pax-user
+    deploy:
+      - branch: master
+        heroku: { app: pax-user, process_types: [web] }
   pax-app/Gateway:
-codebuild_project: pax-gateway
-sentry_project: gateway
-deploy:
-  - branch: master
-    heroku: { app: pax-gateway }
+    codebuild_project: pax-gateway
+    sentry_project: gateway
+    deploy:
+      - branch: master
+        heroku: { app: pax-gateway }
 sentry:
   projects:
-gateway: { notify: [team, alerts], min_level: error, throttle: 10m }
+    gateway: { notify: [team, alerts], min_level: error, throttle: 10m }
 "#;
 
 #[test]
