@@ -11,6 +11,7 @@ mod scan;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared::config::Config;
 use shared::github::client::GitHubClient;
@@ -115,13 +116,7 @@ struct Claim {
 /// The Lambda entry point: one sweep.
 pub async fn sweep(deps: &Deps) -> Report {
     let mut report = Report::default();
-    let scopes = match scopes(deps, &mut report).await {
-        Ok(scopes) => scopes,
-        Err(e) => {
-            report.errors.push(e.to_string());
-            return report;
-        }
-    };
+    let scopes = scopes(deps, &mut report).await;
     report.hooks = scopes.len();
     for scope in scopes {
         if let Err(e) = recover(deps, &scope, &mut report).await {
@@ -133,9 +128,9 @@ pub async fn sweep(deps: &Deps) -> Report {
 }
 
 /// The hooks to read: the App's, or each configured repo's hook that points at this stack.
-async fn scopes(deps: &Deps, report: &mut Report) -> Result<Vec<HookScope>, RecoveryError> {
+async fn scopes(deps: &Deps, report: &mut Report) -> Vec<HookScope> {
     if deps.github.is_app() {
-        return Ok(vec![HookScope::App]);
+        return vec![HookScope::App];
     }
     let wanted = deps.webhook_url.trim_end_matches('/');
     let mut scopes = Vec::new();
@@ -156,10 +151,12 @@ async fn scopes(deps: &Deps, report: &mut Report) -> Result<Vec<HookScope>, Reco
                 notice_once(deps, repo, &e).await;
                 report.errors.push(format!("{repo}: {e}"));
             }
-            Err(e) => return Err(e.into()),
+            // A moment's failure (5xx, a rate limit) for one repo: its hook waits for the
+            // next sweep, the other repos' do not.
+            Err(e) => report.errors.push(format!("{repo}: {e}")),
         }
     }
-    Ok(scopes)
+    scopes
 }
 
 /// Says once (a day) in the logs and the chat that a repo's hooks cannot be read: the rest of
@@ -181,8 +178,8 @@ async fn notice_once(deps: &Deps, repo: &str, e: &GitHubError) {
         return;
     }
     let reason = format!(
-        "cannot read the webhooks of {repo} ({e}): failed deliveries are not recovered. \
-         Give the token admin:repo_hook (classic) or Webhooks read and write (fine-grained)."
+        "cannot read or redeliver the webhook deliveries of {repo} ({e}): failed deliveries \
+         are not recovered. Give the token admin:repo_hook (classic) or Webhooks read and write (fine-grained)."
     );
     warn!(%repo, %reason, "delivery recovery lacks a permission");
     let channels = deps
@@ -220,23 +217,27 @@ async fn notice_once(deps: &Deps, repo: &str, e: &GitHubError) {
 async fn recover(deps: &Deps, scope: &HookScope, report: &mut Report) -> Result<(), RecoveryError> {
     let now = deps.clock.unix();
     let key = scope.key();
-    let last_run: Option<i64> = deps
+    let resume: Option<i64> = deps
         .state
         .read_value(StateKey::RecoveryRun(&key), now)
         .await?;
     // An hour of overlap: an attempt GitHub lists late is still seen.
-    let since = last_run.map_or(now - WINDOW_SECS, |t| (t - 3600).max(now - WINDOW_SECS));
+    let since = resume.map_or(now - WINDOW_SECS, |t| (t - 3600).max(now - WINDOW_SECS));
     let failed = failed_deliveries(deps.github.as_ref(), scope, since).await?;
     report.failed += failed.len();
+    // The next sweep reads back to here: never past a delivery this one failed to act on, so
+    // that hours of failing redeliver calls do not push it out of sight.
+    let mut read_from = now;
     for attempt in failed {
         if let Err(e) = act_on(deps, scope, &attempt, report).await {
             report.errors.push(format!("{}: {e}", attempt.guid));
+            read_from = read_from.min(scan::delivered_at(&attempt));
         }
     }
     deps.state
         .write(
             StateKey::RecoveryRun(&key),
-            &now,
+            &read_from,
             Precondition::None,
             Some(now + RECORD_TTL_SECS),
             now,
@@ -270,25 +271,7 @@ async fn act_on(
         return Ok(()); // done, or this failure was acted on and its redelivery is pending
     }
     if too_large(attempt) || claim.redeliveries >= MAX_REDELIVERIES {
-        // Queued by intake's code, which is idempotent on the delivery id: a racing sweep's
-        // copy is absorbed by the FIFO deduplication id and the delivery record.
-        queue_from_payload(deps, scope, attempt).await?;
-        let done = Claim {
-            queued: true,
-            last_attempt: attempt.id,
-            ..claim
-        };
-        deps.state
-            .write(
-                StateKey::Redelivery(&attempt.guid),
-                &done,
-                Precondition::None,
-                Some(now + RECORD_TTL_SECS),
-                now,
-            )
-            .await?;
-        report.queued_from_payload += 1;
-        return Ok(());
+        return queue_instead(deps, scope, attempt, claim, report).await;
     }
     // The claim first, conditionally: of two sweeps racing, one redelivers.
     let next = Claim {
@@ -324,10 +307,52 @@ async fn act_on(
                 now,
             )
             .await;
+        if let (HookScope::Repo { repo, .. }, GitHubError::Rejected { status: 403, .. }) =
+            (scope, &e)
+        {
+            // Hooks readable but redelivery refused: a token with "Webhooks" read only.
+            notice_once(deps, repo, &e).await;
+        }
         return Err(e.into());
     }
     info!(guid = %attempt.guid, attempt = attempt.id, "redelivery requested");
     report.redelivered += 1;
+    Ok(())
+}
+
+/// Queues a delivery from its payload, by intake's code, which is idempotent on the delivery
+/// id: a racing sweep's copy is absorbed by the FIFO deduplication id and the delivery record.
+async fn queue_instead(
+    deps: &Deps,
+    scope: &HookScope,
+    attempt: &DeliveryAttempt,
+    claim: Claim,
+    report: &mut Report,
+) -> Result<(), RecoveryError> {
+    let now = deps.clock.unix();
+    let queued = queue_from_payload(deps, scope, attempt).await?;
+    let done = Claim {
+        queued: true,
+        last_attempt: attempt.id,
+        ..claim
+    };
+    deps.state
+        .write(
+            StateKey::Redelivery(&attempt.guid),
+            &done,
+            Precondition::None,
+            Some(now + RECORD_TTL_SECS),
+            now,
+        )
+        .await?;
+    match queued {
+        FromPayload::Queued => report.queued_from_payload += 1,
+        FromPayload::NothingToQueue => {}
+        // Asking again would get the same answer, but someone should know.
+        FromPayload::Refused(reason) => {
+            report.errors.push(format!("{}: {reason}", attempt.guid));
+        }
+    }
     Ok(())
 }
 
@@ -338,12 +363,21 @@ fn too_large(attempt: &DeliveryAttempt) -> bool {
     attempt.status_code == 413
 }
 
+/// What intake's code made of a payload read through the deliveries API.
+enum FromPayload {
+    Queued,
+    /// Ignored (a branch that is not built) or queued before.
+    NothingToQueue,
+    /// Refused (a payload that does not parse, or that GitHub no longer has).
+    Refused(String),
+}
+
 /// Reads the delivery's payload from GitHub and hands it to intake's own planning and queueing.
 async fn queue_from_payload(
     deps: &Deps,
     scope: &HookScope,
     attempt: &DeliveryAttempt,
-) -> Result<(), RecoveryError> {
+) -> Result<FromPayload, RecoveryError> {
     let detail = deps.github.detail(scope, attempt.id).await?;
     let payload = serde_json::to_vec(&detail.request.payload.unwrap_or_default())
         .expect("a JSON value serialises");
@@ -365,5 +399,11 @@ async fn queue_from_payload(
             reply.message,
         )));
     }
-    Ok(())
+    Ok(if reply.status == StatusCode::ACCEPTED {
+        FromPayload::Queued
+    } else if reply.status.is_success() {
+        FromPayload::NothingToQueue
+    } else {
+        FromPayload::Refused(format!("not queued: {}", reply.message))
+    })
 }

@@ -53,7 +53,9 @@ pub async fn failed_deliveries(
     Ok(failed)
 }
 
-fn delivered_at(attempt: &DeliveryAttempt) -> i64 {
+/// When GitHub made the attempt (unix seconds); an unreadable time counts as now-ish, so the
+/// attempt is never skipped as old.
+pub(crate) fn delivered_at(attempt: &DeliveryAttempt) -> i64 {
     OffsetDateTime::parse(&attempt.delivered_at, &Rfc3339)
         .map(OffsetDateTime::unix_timestamp)
         .unwrap_or(i64::MAX)
