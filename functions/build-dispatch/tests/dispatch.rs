@@ -754,3 +754,79 @@ async fn a_corrupt_running_builds_index_is_an_error_and_is_never_overwritten() {
         .unwrap();
     assert_eq!(stored.value, garbage, "left for a person to look at");
 }
+
+const SHA_C: &str = "ccccccc3333333333333333333333333333333333";
+
+#[tokio::test]
+async fn a_github_call_that_hangs_costs_only_its_message_and_nothing_runs_twice() {
+    // Production: GitHub hangs 25 s, the HTTP client gives up after `CALL_TIMEOUT` (10 s,
+    // `Bootstrap::http_client`), the invocation has 30 s. Scaled down tenfold: a 2.5 s hang
+    // and a 1 s client timeout. The batch's margin stays the production one (`handle_batch`
+    // keeps it), so the deadline is that margin plus room for three calls, and the hung call
+    // must cost its message no more than the client's timeout.
+    let hang = Duration::from_millis(2500);
+    let client_timeout = shared::http::CALL_TIMEOUT / 10;
+    let mut h = harness().await;
+    h.deps.github = Arc::new(GitHubClient::new(
+        reqwest::Client::builder()
+            .timeout(client_timeout)
+            .build()
+            .unwrap(),
+        h.github.uri(),
+        Auth::Token(SecretString::new("ghp_test")),
+    ));
+    let dead_letters = Arc::new(MemoryQueue::fifo());
+    h.deps.dead_letters = Some(dead_letters.clone());
+    Mock::given(method("POST"))
+        .and(path_regex(format!("/statuses/{SHA_A}$")))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"id": 1}))
+                .set_delay(hang),
+        )
+        .up_to_n_times(1)
+        .mount(&h.github)
+        .await;
+    github_accepts(&h).await;
+    let bodies = [
+        messages::encode(&push("d-1", SHA_A, "master")),
+        messages::encode(&push("d-2", SHA_B, "devel")),
+        messages::encode(&push("d-3", SHA_C, "feature")),
+    ];
+
+    let started = std::time::Instant::now();
+    let deadline = started + shared::batch::DEADLINE_MARGIN + 3 * client_timeout;
+    let response = handle_batch(&h.deps, &sqs(&bodies), Some(deadline)).await;
+    assert!(std::time::Instant::now() < deadline, "answered in time");
+    assert!(started.elapsed() < hang, "did not wait for the hung call");
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(failed, vec!["m-0"], "only the hung message comes back");
+
+    // SQS redelivers the failed one alone; the others were deleted.
+    assert!(run(&h, &bodies[..1]).await.is_empty());
+    assert_eq!(h.builds.started.lock().unwrap().len(), 3, "one build each");
+    let mut posted: Vec<_> = statuses(&h)
+        .await
+        .into_iter()
+        .map(|(sha, state, _)| (sha, state))
+        .collect();
+    posted.sort();
+    let pending = |sha: &str| (sha[..7].to_string(), "pending".to_string());
+    assert_eq!(
+        posted,
+        vec![
+            pending(SHA_A),
+            pending(SHA_A),
+            pending(SHA_B),
+            pending(SHA_C)
+        ],
+        "the abandoned call and its one retry for the hung commit; one each for the others"
+    );
+    let started_kinds: Vec<_> = notifications(&h).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(started_kinds, vec![NotificationKind::BuildStarted; 3]);
+    assert!(dead_letters.is_empty(), "nothing lost");
+}

@@ -15,11 +15,11 @@ use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{
     self, DeployQueueMessage, DeployRequest, Notification, NotificationKind, RollbackRequest,
 };
-use shared::ports::{Precondition, StateStore};
+use shared::ports::{Clock, Precondition, StateStore};
 use shared::records::{LiveRecord, StateKey};
 use shared::secrets::{SecretString, Secrets};
 use wiremock::matchers::{body_json, header, headers, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const NEW: &str = "2222222222222222222222222222222222222222";
 const OLD: &str = "1111111111111111111111111111111111111111";
@@ -32,6 +32,9 @@ struct Harness {
     notify: Arc<MemoryQueue>,
     state: Arc<MemoryStateStore>,
     redelivery: Arc<MemoryRedelivery>,
+    clock: Arc<FixedClock>,
+    /// deploys.fifo's dead-letter queue; wired in by the tests that want it.
+    dlq: Arc<MemoryQueue>,
 }
 
 async fn harness() -> Harness {
@@ -45,6 +48,9 @@ async fn harness() -> Harness {
     let notify = Arc::new(MemoryQueue::standard());
     let state = Arc::new(MemoryStateStore::new());
     let redelivery = Arc::new(MemoryRedelivery::default());
+    let clock = Arc::new(FixedClock::at(
+        time::macros::datetime!(2026-11-26 10:00 UTC),
+    ));
     let deps = Deps {
         config: Arc::new(config),
         github: Arc::new(GitHubClient::new(
@@ -65,9 +71,7 @@ async fn harness() -> Harness {
         notify: notify.clone(),
         redelivery: redelivery.clone(),
         dead_letters: None,
-        clock: Arc::new(FixedClock::at(
-            time::macros::datetime!(2026-11-26 10:00 UTC),
-        )),
+        clock: clock.clone(),
         follow: Follow {
             interval: Duration::from_millis(10),
             budget: Duration::from_secs(2),
@@ -80,6 +84,8 @@ async fn harness() -> Harness {
         notify,
         state,
         redelivery,
+        clock,
+        dlq: Arc::new(MemoryQueue::fifo()),
     }
 }
 
@@ -609,4 +615,181 @@ async fn a_message_that_is_not_a_deploy_is_reported_failed_and_deploys_nothing()
         vec!["m-0"]
     );
     assert!(h.heroku.received_requests().await.unwrap().is_empty());
+}
+
+/// A Heroku release phase that runs until `ends` on the test's clock: until then the Platform
+/// API shows the release `pending`, then `succeeded` (Release Info's `status`; Heroku lets a
+/// release phase run up to an hour).
+struct ReleasePhase {
+    clock: Arc<FixedClock>,
+    ends: time::OffsetDateTime,
+}
+
+impl Respond for ReleasePhase {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let status = if self.clock.now() < self.ends {
+            "pending"
+        } else {
+            "succeeded"
+        };
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"id": "rel-43", "version": 43, "status": status}))
+    }
+}
+
+impl Harness {
+    /// Heroku accepts the formation update and runs its release phase for `phase` of
+    /// simulated time.
+    async fn heroku_release_phase_runs_for(&self, phase: Duration) {
+        Mock::given(method("PATCH"))
+            .and(path("/apps/pax-user/formation"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+            .mount(&self.heroku)
+            .await;
+        let phase = ReleasePhase {
+            clock: self.clock.clone(),
+            ends: self.clock.now() + phase,
+        };
+        Mock::given(method("GET"))
+            .and(path("/apps/pax-user/releases"))
+            .respond_with(
+                ResponseTemplate::new(206)
+                    .set_body_json(json!([{"id": "rel-43", "version": 43, "status": "pending"}])),
+            )
+            .mount(&self.heroku)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/apps/pax-user/releases/rel-43"))
+            .respond_with(phase)
+            .mount(&self.heroku)
+            .await;
+    }
+
+    /// One receive of `body`, the `receive`th, as SQS delivers it again and again.
+    async fn receive(&self, body: &str, receive: usize) -> Vec<String> {
+        let mut event = sqs(&[body.to_string()]);
+        event.records[0]
+            .attributes
+            .insert("ApproximateReceiveCount".into(), receive.to_string());
+        handle_batch(&self.deps, &event, None)
+            .await
+            .batch_item_failures
+            .into_iter()
+            .map(|f| f.item_identifier)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_release_phase_pending_for_40_minutes_is_released_once_and_ends_in_success() {
+    let mut h = harness().await;
+    // Each receive follows the release for a moment of real time; the time between receives
+    // is simulated: the clock moves on by the wait each receive asked for.
+    h.deps.follow = Follow {
+        interval: Duration::from_millis(5),
+        budget: Duration::from_millis(15),
+    };
+    h.deps.dead_letters = Some(h.dlq.clone());
+    h.github_says_head_is(NEW).await;
+    h.heroku_release_phase_runs_for(Duration::from_secs(40 * 60))
+        .await;
+    let started = h.clock.now();
+    let body = messages::encode(&request(NEW));
+    let mut receives = 0;
+    loop {
+        receives += 1;
+        assert!(receives < 1000, "never finished");
+        let failed = h.receive(&body, receives).await;
+        if failed.is_empty() {
+            break;
+        }
+        assert_eq!(failed, vec!["m-0"]);
+        let wait = h
+            .redelivery
+            .take("r-0")
+            .expect("a pending release waits; it is not a failure");
+        h.clock.advance(wait);
+    }
+
+    assert!(h.clock.now() - started >= time::Duration::minutes(40));
+    assert!(
+        receives > 4 * shared::batch::MAX_FAILURES as usize,
+        "came back {receives} times"
+    );
+    assert_eq!(h.patches().await, 1, "released once");
+    let statuses = h.deployment_statuses().await;
+    assert_eq!(
+        statuses.last().map(|(state, _)| state.as_str()),
+        Some("success")
+    );
+    assert_eq!(statuses.len(), 2, "in_progress once, then success");
+    assert_eq!(h.live().await.unwrap().release_id, "rel-43");
+    assert!(h.dlq.is_empty(), "waiting is not failing");
+    let kinds: Vec<_> = h.kinds().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            NotificationKind::DeployStarted,
+            NotificationKind::DeploySucceeded
+        ]
+    );
+}
+
+#[tokio::test]
+async fn poison_is_dead_lettered_at_once_with_its_reason_and_the_next_deploy_goes_through() {
+    let mut h = harness().await;
+    h.deps.dead_letters = Some(h.dlq.clone());
+    h.github_says_head_is(NEW).await;
+    h.heroku_releases("succeeded", None).await;
+    let mut unknown_version: Value =
+        serde_json::from_str(&messages::encode(&request(OLD))).unwrap();
+    unknown_version["v"] = json!(9);
+    let poison = [
+        "{\"v\": 1, \"repo\": \"pax-app/Us".to_string(),
+        unknown_version.to_string(),
+    ];
+    let batch = sqs(&[
+        poison[0].clone(),
+        poison[1].clone(),
+        messages::encode(&request(NEW)),
+    ]);
+    let response = handle_batch(&h.deps, &batch, None).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "nothing comes back, so the target's FIFO group is not held"
+    );
+
+    let dead = h.dlq.drain();
+    let dead: Vec<_> = dead
+        .iter()
+        .map(|m| (m.body.as_str(), m.group_id.as_deref(), m.reason.as_deref()))
+        .collect();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(
+        (dead[0].0, dead[0].1),
+        (poison[0].as_str(), Some("heroku:pax-user"))
+    );
+    assert!(
+        dead[0]
+            .2
+            .unwrap()
+            .starts_with("message is not valid JSON: "),
+        "{:?}",
+        dead[0].2
+    );
+    assert_eq!(
+        dead[1],
+        (
+            poison[1].as_str(),
+            Some("heroku:pax-user"),
+            Some("message version 9 is not supported (this build reads version 1)")
+        )
+    );
+    assert_eq!(h.patches().await, 1);
+    assert_eq!(
+        h.live().await.unwrap().sha,
+        NEW,
+        "the next deploy went live"
+    );
+    assert_eq!(h.deployment_statuses().await.last().unwrap().0, "success");
 }

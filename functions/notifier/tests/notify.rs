@@ -466,3 +466,51 @@ async fn a_corrupt_thread_record_is_dead_lettered_with_its_reason_not_posted_ane
     );
     assert!(calls(&h).await.is_empty(), "no second message in the chat");
 }
+
+#[tokio::test]
+async fn a_chat_limited_eight_times_for_300_s_gets_the_message_once_and_nothing_is_dead_lettered() {
+    let h = harness().await;
+    // Telegram's 429 carries the wait in `parameters.retry_after` (Bot API, ResponseParameters).
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(ResponseTemplate::new(429).set_body_json(json!({
+            "ok": false, "error_code": 429,
+            "description": "Too Many Requests: retry after 300",
+            "parameters": {"retry_after": 300}
+        })))
+        .up_to_n_times(8)
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(88))
+        .mount(&h.chat)
+        .await;
+    let message = notification(
+        NotificationKind::BuildFailed,
+        "2026-11-26T10:00:00Z",
+        &["team"],
+    );
+    // SQS redelivers the same message after each wait: eight limited receives, then one more.
+    for receive in 1..=8 {
+        assert_eq!(
+            run(&h, std::slice::from_ref(&message)).await,
+            vec!["m-0"],
+            "receive {receive} waits"
+        );
+    }
+    assert!(
+        run(&h, std::slice::from_ref(&message)).await.is_empty(),
+        "the ninth receive delivers it"
+    );
+    assert!(
+        run(&h, std::slice::from_ref(&message)).await.is_empty(),
+        "a duplicate delivery afterwards changes nothing"
+    );
+    let paths: Vec<String> = calls(&h).await.into_iter().map(|(p, _)| p).collect();
+    assert_eq!(
+        paths,
+        vec!["/bot123:tok/sendMessage"; 9],
+        "eight refused attempts, then the one message the chat shows"
+    );
+    assert_eq!(h.redelivery.delays(), vec![Duration::from_secs(300); 8]);
+    assert!(h.dlq.is_empty(), "waiting is never failing");
+}
