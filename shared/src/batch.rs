@@ -238,7 +238,7 @@ async fn redeliver_after(message: &SqsMessage, after: Duration, ctx: &BatchConte
 /// Counts one more failure of `message`; `None` when the count cannot be kept (then SQS's
 /// `maxReceiveCount` is the limit).
 async fn count_failure(message: &SqsMessage, ctx: &BatchContext<'_>) -> Option<u32> {
-    let key = failure_key(message);
+    let key = message_key(message);
     let now = ctx.clock.unix();
     let store = ctx.failures;
     let count = match store.read_value::<u32>(StateKey::Failures(&key), now).await {
@@ -269,7 +269,7 @@ async fn count_failure(message: &SqsMessage, ctx: &BatchContext<'_>) -> Option<u
 
 /// A message's identity across receives: SQS keeps its message id; the body's digest keeps
 /// apart the local stack's messages, whose ids are per batch.
-fn failure_key(message: &SqsMessage) -> String {
+fn message_key(message: &SqsMessage) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(message.body.as_deref().unwrap_or("").as_bytes());
     format!(
@@ -287,11 +287,11 @@ async fn dead_letter(message: &SqsMessage, reason: String, ctx: &BatchContext<'_
         return true;
     };
     let body = message.body.clone().unwrap_or_default();
-    let id = message.message_id.clone().unwrap_or_default();
     let mut dead = OutgoingMessage::new(body).with_reason(reason);
     if let Some(group) = message.attributes.get("MessageGroupId") {
         dead.group_id = Some(group.clone());
-        dead.dedup_id = Some(crate::messages::fifo_id(&id));
+        // The message's identity, not only its id: the local stack's ids are per batch.
+        dead.dedup_id = Some(crate::messages::fifo_id(&message_key(message)));
     }
     match dlq.send(dead).await {
         Ok(()) => false,
