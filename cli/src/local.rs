@@ -2,7 +2,7 @@
 //! (in-memory queues and state, the local build runner, a local GitHub, console chat) and
 //! pumped in one process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -52,9 +52,6 @@ impl Stack {
     ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let secrets = Arc::new(secrets);
-        let state = Arc::new(MemoryStateStore::new());
-        let clock = Arc::new(SystemClock);
-        let redelivery = Arc::new(MemoryRedelivery::default());
         let builds_queue = Arc::new(MemoryQueue::fifo());
         let events_queue = Arc::new(MemoryQueue::standard());
         let deploys_queue = Arc::new(MemoryQueue::fifo());
@@ -67,89 +64,23 @@ impl Stack {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
-        // Real GitHub and Heroku when their credentials are given; otherwise the local
-        // stand-ins (git for GitHub's answers, commands for production).
-        let github: Arc<dyn GitHub> = match Auth::from_secrets(&secrets) {
-            Ok(auth) => {
-                let base = std::env::var("GITHUB_API_URL")
-                    .unwrap_or_else(|_| shared::github::client::PUBLIC_API.into());
-                Arc::new(GitHubClient::new(http.clone(), base, auth))
-            }
-            Err(_) => Arc::new(LocalGitHub::new(repos.clone(), Box::new(report))),
+        let channels = chat_channels(&config, &secrets, &http)?;
+        let wiring = Wiring {
+            github: github(&secrets, &http, repos, report),
+            config,
+            secrets,
+            http,
+            state: Arc::new(MemoryStateStore::new()),
+            clock: Arc::new(SystemClock),
+            redelivery: Arc::new(MemoryRedelivery::default()),
+            notify: notify_queue.clone(),
         };
-        let heroku: Option<Arc<dyn Deployer>> = secrets.get("heroku_api_key").map(|key| {
-            let base = std::env::var("HEROKU_API_URL")
-                .unwrap_or_else(|_| deploy_promotion::targets::HEROKU_PUBLIC_API.into());
-            Arc::new(Heroku::new(http.clone(), &base, key.clone())) as Arc<dyn Deployer>
-        });
-        let mut channels: std::collections::HashMap<String, Arc<dyn ChatChannel>> =
-            Default::default();
-        let console: Arc<dyn ChatChannel> = Arc::new(Console::stdout());
-        for (name, channel) in &config.channels {
-            if matches!(channel, Channel::Console(_)) {
-                channels.insert(name.clone(), console.clone());
-            }
-        }
-        let remote = notifier::channels_from_config(
-            &config,
-            &secrets,
-            &http,
-            notifier::chat::TELEGRAM_PUBLIC_API,
-        )?;
-        for (name, channel) in remote {
-            channels.entry(name).or_insert(channel);
-        }
         Ok(Self {
-            intake: webhook_intake::Deps {
-                config: config.clone(),
-                webhook_secret: secrets.require("github_webhook_secret")?.clone(),
-                builds: builds_queue.clone(),
-                state: state.clone(),
-                clock: clock.clone(),
-            },
-            dispatch: build_dispatch::Deps {
-                config: config.clone(),
-                builds: runner.clone(),
-                github: github.clone(),
-                state: state.clone(),
-                deploys: deploys_queue.clone(),
-                notify: notify_queue.clone(),
-                redelivery: redelivery.clone(),
-                dead_letters: None,
-                clock: clock.clone(),
-                region: "local".into(),
-            },
-            promotion: deploy_promotion::Deps {
-                config: config.clone(),
-                github: github.clone(),
-                deployer: Arc::new(Targets {
-                    heroku,
-                    hook: Arc::new(Hook::new(http.clone(), secrets.clone())),
-                    command: Some(Arc::new(Command)),
-                }),
-                state: state.clone(),
-                notify: notify_queue.clone(),
-                redelivery: redelivery.clone(),
-                dead_letters: None,
-                clock: clock.clone(),
-                follow: deploy_promotion::Follow::default(),
-            },
-            notifier: notifier::Deps {
-                config: config.clone(),
-                channels,
-                state: state.clone(),
-                redelivery: redelivery.clone(),
-                dead_letters: None,
-                clock: clock.clone(),
-            },
-            alerts: alert_forwarder::Deps {
-                config,
-                client_secret: secrets.get("sentry_client_secret").cloned(),
-                legacy_token: secrets.get("sentry_legacy_token").cloned(),
-                notify: notify_queue.clone(),
-                state,
-                clock,
-            },
+            intake: wiring.intake(builds_queue.clone())?,
+            dispatch: wiring.dispatch(runner.clone(), deploys_queue.clone()),
+            promotion: wiring.promotion(),
+            notifier: wiring.notifier(channels),
+            alerts: wiring.alerts(),
             builds_queue,
             events_queue,
             deploys_queue,
@@ -235,6 +166,139 @@ impl Stack {
                 });
             }
         })
+    }
+}
+
+/// Real GitHub when its credentials are given; otherwise the local stand-in, which answers
+/// from git and reports what it is told.
+fn github(
+    secrets: &Secrets,
+    http: &reqwest::Client,
+    repos: BTreeMap<String, PathBuf>,
+    report: impl Fn(String) + Send + Sync + 'static,
+) -> Arc<dyn GitHub> {
+    match Auth::from_secrets(secrets) {
+        Ok(auth) => {
+            let base = std::env::var("GITHUB_API_URL")
+                .unwrap_or_else(|_| shared::github::client::PUBLIC_API.into());
+            Arc::new(GitHubClient::new(http.clone(), base, auth))
+        }
+        Err(_) => Arc::new(LocalGitHub::new(repos, Box::new(report))),
+    }
+}
+
+/// Real Heroku when its API key is given; otherwise production is only reached by commands.
+fn heroku(secrets: &Secrets, http: &reqwest::Client) -> Option<Arc<dyn Deployer>> {
+    secrets.get("heroku_api_key").map(|key| {
+        let base = std::env::var("HEROKU_API_URL")
+            .unwrap_or_else(|_| deploy_promotion::targets::HEROKU_PUBLIC_API.into());
+        Arc::new(Heroku::new(http.clone(), &base, key.clone())) as Arc<dyn Deployer>
+    })
+}
+
+/// Console channels print here; the others go to their real service.
+fn chat_channels(
+    config: &Config,
+    secrets: &Secrets,
+    http: &reqwest::Client,
+) -> anyhow::Result<HashMap<String, Arc<dyn ChatChannel>>> {
+    let mut channels: HashMap<String, Arc<dyn ChatChannel>> = HashMap::default();
+    let console: Arc<dyn ChatChannel> = Arc::new(Console::stdout());
+    for (name, channel) in &config.channels {
+        if matches!(channel, Channel::Console(_)) {
+            channels.insert(name.clone(), console.clone());
+        }
+    }
+    let remote =
+        notifier::channels_from_config(config, secrets, http, notifier::chat::TELEGRAM_PUBLIC_API)?;
+    for (name, channel) in remote {
+        channels.entry(name).or_insert(channel);
+    }
+    Ok(channels)
+}
+
+/// What the five functions share: one config, one state store, one clock, one GitHub, one
+/// notification queue.
+struct Wiring {
+    config: Arc<Config>,
+    secrets: Arc<Secrets>,
+    http: reqwest::Client,
+    state: Arc<MemoryStateStore>,
+    clock: Arc<SystemClock>,
+    redelivery: Arc<MemoryRedelivery>,
+    github: Arc<dyn GitHub>,
+    notify: Arc<MemoryQueue>,
+}
+
+impl Wiring {
+    fn intake(&self, builds: Arc<MemoryQueue>) -> anyhow::Result<webhook_intake::Deps> {
+        Ok(webhook_intake::Deps {
+            config: self.config.clone(),
+            webhook_secret: self.secrets.require("github_webhook_secret")?.clone(),
+            builds,
+            state: self.state.clone(),
+            clock: self.clock.clone(),
+        })
+    }
+
+    fn dispatch(
+        &self,
+        runner: Arc<LocalBuildRunner>,
+        deploys: Arc<MemoryQueue>,
+    ) -> build_dispatch::Deps {
+        build_dispatch::Deps {
+            config: self.config.clone(),
+            builds: runner,
+            github: self.github.clone(),
+            state: self.state.clone(),
+            deploys,
+            notify: self.notify.clone(),
+            redelivery: self.redelivery.clone(),
+            dead_letters: None,
+            clock: self.clock.clone(),
+            region: "local".into(),
+        }
+    }
+
+    /// Releases go to Heroku, a hook, or a local command.
+    fn promotion(&self) -> deploy_promotion::Deps {
+        deploy_promotion::Deps {
+            config: self.config.clone(),
+            github: self.github.clone(),
+            deployer: Arc::new(Targets {
+                heroku: heroku(&self.secrets, &self.http),
+                hook: Arc::new(Hook::new(self.http.clone(), self.secrets.clone())),
+                command: Some(Arc::new(Command)),
+            }),
+            state: self.state.clone(),
+            notify: self.notify.clone(),
+            redelivery: self.redelivery.clone(),
+            dead_letters: None,
+            clock: self.clock.clone(),
+            follow: deploy_promotion::Follow::default(),
+        }
+    }
+
+    fn notifier(&self, channels: HashMap<String, Arc<dyn ChatChannel>>) -> notifier::Deps {
+        notifier::Deps {
+            config: self.config.clone(),
+            channels,
+            state: self.state.clone(),
+            redelivery: self.redelivery.clone(),
+            dead_letters: None,
+            clock: self.clock.clone(),
+        }
+    }
+
+    fn alerts(&self) -> alert_forwarder::Deps {
+        alert_forwarder::Deps {
+            config: self.config.clone(),
+            client_secret: self.secrets.get("sentry_client_secret").cloned(),
+            legacy_token: self.secrets.get("sentry_legacy_token").cloned(),
+            notify: self.notify.clone(),
+            state: self.state.clone(),
+            clock: self.clock.clone(),
+        }
     }
 }
 

@@ -248,11 +248,35 @@ mod sample_events {
 
 #[tokio::test]
 async fn serve_builds_a_real_webhook_and_stops_gracefully() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("app");
-    std::fs::create_dir(&repo).unwrap();
+    let sha = commit_a_buildable_repo(&repo);
+    let config = dir.path().join("shipline.yaml");
+    std::fs::write(&config, "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\nrepos:\n  acme/app:\n    codebuild_project: app\n").unwrap();
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"github_webhook_secret": "serve-secret"}"#).unwrap();
+    let port = free_port();
+
+    let mut serve = Serving::start(
+        &config,
+        &secrets,
+        port,
+        &format!("acme/app={}", repo.display()),
+    )
+    .await;
+    let response = push_signed(port, &sha, b"serve-secret").await;
+    assert_eq!(response.status(), 202);
+    serve
+        .read_until("✅ Build passed", std::time::Duration::from_secs(30))
+        .await;
+    let (stopped, seen) = serve.interrupt().await;
+    assert!(stopped, "{seen}");
+    assert!(seen.contains("stopped; nothing left in flight"), "{seen}");
+}
+
+/// A git repository at `repo` whose one commit has a buildspec that builds; its commit id.
+fn commit_a_buildable_repo(repo: &std::path::Path) -> String {
+    std::fs::create_dir(repo).unwrap();
     let git = |args: &[&str]| {
         let ok = Command::new("git")
             .args([
@@ -264,7 +288,7 @@ async fn serve_builds_a_real_webhook_and_stops_gracefully() {
                 "commit.gpgsign=false",
             ])
             .args(args)
-            .current_dir(&repo)
+            .current_dir(repo)
             .status()
             .unwrap()
             .success();
@@ -278,89 +302,115 @@ async fn serve_builds_a_real_webhook_and_stops_gracefully() {
     .unwrap();
     git(&["add", "."]);
     git(&["commit", "--quiet", "-m", "First"]);
-    let sha = String::from_utf8(
+    String::from_utf8(
         Command::new("git")
             .args(["rev-parse", "HEAD"])
-            .current_dir(&repo)
+            .current_dir(repo)
             .output()
             .unwrap()
             .stdout,
     )
     .unwrap()
     .trim()
-    .to_string();
-    let config = dir.path().join("shipline.yaml");
-    std::fs::write(&config, "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\nrepos:\n  acme/app:\n    codebuild_project: app\n").unwrap();
-    let secrets = dir.path().join("secrets.json");
-    std::fs::write(&secrets, r#"{"github_webhook_secret": "serve-secret"}"#).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    .to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
 
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipline"))
-        .args([
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--secrets",
-            secrets.to_str().unwrap(),
-        ])
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--repo",
-            &format!("acme/app={}", repo.display()),
-        ])
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = String::new();
-    while !seen.contains("listening on") {
-        seen.push_str(&lines.next_line().await.unwrap().unwrap());
-    }
+/// GitHub delivers a push of `sha` to acme/app, signed with `secret`.
+async fn push_signed(port: u16, sha: &str, secret: &[u8]) -> reqwest::Response {
     let body = serde_json::json!({
         "ref": "refs/heads/master", "before": "0000000000000000000000000000000000000000", "after": sha,
         "compare": "https://github.com/acme/app/compare/x", "head_commit": {"id": sha, "message": "First"},
         "pusher": {"name": "t"}, "repository": {"full_name": "acme/app"}
     })
     .to_string();
-    let response = reqwest::Client::new()
+    reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/github"))
         .header("content-type", "application/json")
         .header("x-github-event", "push")
         .header("x-github-delivery", "serve-1")
         .header(
             "x-hub-signature-256",
-            webhook_intake::webhook::sign(b"serve-secret", body.as_bytes()),
+            webhook_intake::webhook::sign(secret, body.as_bytes()),
         )
         .body(body)
         .send()
         .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !seen.contains("✅ Build passed") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no build result:\n{seen}"
-        );
-        seen.push_str(&lines.next_line().await.unwrap().unwrap());
-        seen.push('\n');
+        .unwrap()
+}
+
+/// `shipline serve` running as a child process, and what it has printed so far.
+struct Serving {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: String,
+}
+
+impl Serving {
+    /// Starts `shipline serve` on `port` and waits until it says it is listening.
+    async fn start(
+        config: &std::path::Path,
+        secrets: &std::path::Path,
+        port: u16,
+        repo: &str,
+    ) -> Self {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipline"))
+            .args([
+                "serve",
+                "--config",
+                config.to_str().unwrap(),
+                "--secrets",
+                secrets.to_str().unwrap(),
+            ])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--repo", repo])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = String::new();
+        while !seen.contains("listening on") {
+            seen.push_str(&lines.next_line().await.unwrap().unwrap());
+        }
+        Self { child, lines, seen }
     }
-    // SIGINT, as Ctrl-C sends it.
-    Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    while let Ok(Some(line)) = lines.next_line().await {
-        seen.push_str(&line);
-        seen.push('\n');
+
+    /// Reads what it prints until `text` appears, failing after `limit`.
+    async fn read_until(&mut self, text: &str, limit: std::time::Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        while !self.seen.contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no build result:\n{}",
+                self.seen
+            );
+            self.seen
+                .push_str(&self.lines.next_line().await.unwrap().unwrap());
+            self.seen.push('\n');
+        }
     }
-    assert!(child.wait().await.unwrap().success(), "{seen}");
-    assert!(seen.contains("stopped; nothing left in flight"), "{seen}");
+
+    /// SIGINT, as Ctrl-C sends it; whether it then exited with success, and all it printed.
+    async fn interrupt(mut self) -> (bool, String) {
+        Command::new("kill")
+            .args(["-INT", &self.child.id().unwrap().to_string()])
+            .status()
+            .unwrap();
+        while let Ok(Some(line)) = self.lines.next_line().await {
+            self.seen.push_str(&line);
+            self.seen.push('\n');
+        }
+        let success = self.child.wait().await.unwrap().success();
+        (success, self.seen)
+    }
 }

@@ -64,169 +64,46 @@ fn alert_title(issue: usize) -> String {
     format!("FaultError-{issue:05}-end")
 }
 
-#[derive(Default, Debug)]
-struct Plan {
-    /// (repo, sha, master?) of every build that should run.
-    builds: Vec<(String, String, bool)>,
-    /// Alerts that should reach the team, by title.
-    alerts: Vec<String>,
-    /// Alerts for the project whose chat refuses the bot.
-    refused_alerts: usize,
-    counts: HashMap<&'static str, usize>,
-}
+// About one call in sixteen fails: far worse than these services on a bad day, and still
+// rare enough that a deploy (seven calls) almost never needs more than the queues' five
+// receives (at one in nine, about one run in twenty dead-letters a deploy: see
+// docs/RELIABILITY.md).
+const FAULTS: Faults = Faults {
+    server_error_every: 29,
+    rate_limit_every: 43,
+    timeout_every: 151,
+    scattered: true,
+};
 
 #[tokio::test]
 #[ignore = "needs moto: run scripts/test (or scripts/fault-injection for 1,000 webhooks)"]
 async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
-    // The handlers' logs (warnings by default) go to stderr, for a run that fails.
-    if std::env::var_os("RUST_LOG").is_none() {
-        // SAFETY: set before any thread of this test reads the environment.
-        #[allow(unsafe_code)]
-        unsafe {
-            std::env::set_var("RUST_LOG", "warn")
-        };
-    }
-    shared::telemetry::init();
+    log_warnings_to_stderr();
     let total: usize = std::env::var("SHIPLINE_FAULT_WEBHOOKS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let repos: usize = (total / 20).max(2);
-
-    let mut config = format!(
-        "channels:\n  team: {{ telegram: {{ chat_id: -100777 }} }}\n  gone: {{ telegram: {{ chat_id: {REFUSED_CHAT} }} }}\ndefaults:\n  notify: [team]\nsentry:\n  projects:\n    gateway: {{ notify: [team] }}\n    legacy: {{ notify: [gone] }}\nrepos:\n"
-    );
-    for r in 0..repos {
-        config.push_str(&format!(
-            "  acme/svc-{r}:\n    codebuild_project: svc-{r}\n    deploy:\n      - branch: master\n        heroku: {{ app: svc-{r} }}\n"
-        ));
-    }
-    // About one call in sixteen fails: far worse than these services on a bad day, and still
-    // rare enough that a deploy (seven calls) almost never needs more than the queues' five
-    // receives (at one in nine, about one run in twenty dead-letters a deploy: see
-    // docs/RELIABILITY.md).
-    let faults = Faults {
-        server_error_every: 29,
-        rate_limit_every: 43,
-        timeout_every: 151,
-        scattered: true,
-    };
     let pipeline = Pipeline::new(
-        &config,
+        &config(repos),
         FaultPlan {
-            github: faults,
-            heroku: faults,
-            telegram: faults,
+            github: FAULTS,
+            heroku: FAULTS,
+            telegram: FAULTS,
         },
     )
     .await;
-
-    // The stream: one master push per repo, then a mix.
-    let mut plan = Plan::default();
-    let mut sent: Vec<(String, String, Vec<u8>)> = Vec::new(); // (event, delivery, body)
-    for r in 0..repos {
-        let repo = format!("acme/svc-{r}");
-        let sha = sha(sent.len());
+    let stream = Stream::of(total, repos);
+    for (repo, sha, _) in stream.plan.builds.iter().filter(|b| b.2) {
         pipeline
             .heads
             .lock()
             .unwrap()
             .insert(format!("{repo}@master"), sha.clone());
-        plan.builds.push((repo.clone(), sha.clone(), true));
-        sent.push((
-            "push".into(),
-            format!("d-{}", sent.len()),
-            push(&repo, "master", &sha),
-        ));
-        *plan.counts.entry("push to master").or_default() += 1;
-    }
-    let mut issue = 0;
-    while sent.len() < total {
-        let i = sent.len();
-        let repo = format!("acme/svc-{}", i % repos);
-        match i % 20 {
-            0..=7 => {
-                let sha = sha(i);
-                plan.builds.push((repo.clone(), sha.clone(), false));
-                sent.push((
-                    "push".into(),
-                    format!("d-{i}"),
-                    push(&repo, &format!("feature-{i}"), &sha),
-                ));
-                *plan.counts.entry("push to a feature branch").or_default() += 1;
-            }
-            8..=12 => {
-                let sha = sha(i);
-                plan.builds.push((repo.clone(), sha.clone(), false));
-                sent.push((
-                    "pull_request".into(),
-                    format!("d-{i}"),
-                    pull_request(&repo, i, &sha),
-                ));
-                *plan.counts.entry("pull request opened").or_default() += 1;
-            }
-            13 | 14 => {
-                // GitHub redelivers an earlier delivery: same id, same body.
-                let (event, delivery, body) = sent[i / 2].clone();
-                sent.push((event, delivery, body));
-                *plan.counts.entry("redelivery").or_default() += 1;
-            }
-            15..=17 => {
-                issue += 1;
-                plan.alerts.push(alert_title(issue));
-                sent.push((
-                    "sentry".into(),
-                    format!("s-{i}"),
-                    sentry_alert("gateway", issue),
-                ));
-                *plan.counts.entry("Sentry alert").or_default() += 1;
-            }
-            18 => {
-                // The same issue again within the throttle window: no second message.
-                sent.push((
-                    "sentry".into(),
-                    format!("s-{i}"),
-                    sentry_alert("gateway", issue.max(1)),
-                ));
-                if issue == 0 {
-                    issue = 1;
-                    plan.alerts.push(alert_title(1));
-                }
-                *plan.counts.entry("Sentry alert, repeated").or_default() += 1;
-            }
-            _ => {
-                issue += 1;
-                plan.refused_alerts += 1;
-                sent.push((
-                    "sentry".into(),
-                    format!("s-{i}"),
-                    sentry_alert("legacy", issue),
-                ));
-                *plan
-                    .counts
-                    .entry("Sentry alert to a chat that refuses the bot")
-                    .or_default() += 1;
-            }
-        }
     }
 
     let started_at = Instant::now();
-    for (n, (event, delivery, body)) in sent.iter().enumerate() {
-        let status = if event == "sentry" {
-            pipeline.sentry_delivers("issue", delivery, body).await
-        } else {
-            pipeline.github_delivers(event, delivery, body).await
-        };
-        assert!(
-            status == 202 || status == 200,
-            "{event} {delivery}: {status}"
-        );
-        // The consumers run alongside, as Lambda's would.
-        if n % 25 == 24 {
-            pipeline.pump_once().await;
-            pipeline.builds_finish("SUCCEEDED").await;
-        }
-    }
+    deliver_all(&pipeline, &stream.sent).await;
     pipeline
         .run_until_idle("SUCCEEDED", Duration::from_secs(60 + total as u64))
         .await;
@@ -238,7 +115,197 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
         .collect();
     assert!(unexpected.is_empty(), "dead letters: {unexpected:#?}");
 
-    // Builds: each expected commit started exactly once, and nothing else.
+    let plan = &stream.plan;
+    let builds = each_expected_build_started_once(&pipeline, plan);
+    let (statuses, pending_skipped) = each_commit_has_its_statuses_once(&pipeline, plan);
+    let deployments = each_master_push_is_deployed_and_released_once(&pipeline, plan, repos);
+    let (posts, edits) = each_build_and_alert_is_told_once(&pipeline, plan);
+    only_the_refused_alerts_are_dead_letters(&dead, plan);
+
+    report(
+        total,
+        elapsed,
+        plan,
+        &pipeline,
+        &Outcome {
+            builds,
+            statuses,
+            pending_skipped,
+            deployments,
+            posts,
+            edits,
+            dead_letters: dead.len(),
+        },
+    );
+}
+
+/// The handlers' logs (warnings by default) go to stderr, for a run that fails.
+fn log_warnings_to_stderr() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        // SAFETY: set before any thread of this test reads the environment.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RUST_LOG", "warn")
+        };
+    }
+    shared::telemetry::init();
+}
+
+/// `repos` repos deploying master to Heroku; Sentry projects for the team and for a chat that
+/// refuses the bot.
+fn config(repos: usize) -> String {
+    let mut config = format!(
+        "channels:\n  team: {{ telegram: {{ chat_id: -100777 }} }}\n  gone: {{ telegram: {{ chat_id: {REFUSED_CHAT} }} }}\ndefaults:\n  notify: [team]\nsentry:\n  projects:\n    gateway: {{ notify: [team] }}\n    legacy: {{ notify: [gone] }}\nrepos:\n"
+    );
+    for r in 0..repos {
+        config.push_str(&format!(
+            "  acme/svc-{r}:\n    codebuild_project: svc-{r}\n    deploy:\n      - branch: master\n        heroku: {{ app: svc-{r} }}\n"
+        ));
+    }
+    config
+}
+
+#[derive(Default, Debug)]
+struct Plan {
+    /// (repo, sha, master?) of every build that should run.
+    builds: Vec<(String, String, bool)>,
+    /// Alerts that should reach the team, by title.
+    alerts: Vec<String>,
+    /// Alerts for the project whose chat refuses the bot.
+    refused_alerts: usize,
+    counts: HashMap<&'static str, usize>,
+}
+
+/// One webhook as its sender delivers it.
+#[derive(Clone)]
+struct Delivery {
+    /// GitHub's event name, or `sentry`.
+    event: String,
+    id: String,
+    body: Vec<u8>,
+}
+
+/// The webhooks to send, and what they should lead to.
+#[derive(Default)]
+struct Stream {
+    plan: Plan,
+    sent: Vec<Delivery>,
+    /// The last Sentry issue alerted.
+    issue: usize,
+}
+
+impl Stream {
+    /// One master push per repo, then a mix, `total` webhooks in all.
+    fn of(total: usize, repos: usize) -> Self {
+        let mut stream = Self::default();
+        for r in 0..repos {
+            stream.push_to_master(&format!("acme/svc-{r}"));
+        }
+        while stream.sent.len() < total {
+            let i = stream.sent.len();
+            let repo = format!("acme/svc-{}", i % repos);
+            match i % 20 {
+                0..=7 => stream.push_to_a_feature_branch(i, &repo),
+                8..=12 => stream.pull_request_opened(i, &repo),
+                13 | 14 => stream.redelivery(i),
+                15..=17 => stream.sentry_alert(i),
+                18 => stream.sentry_alert_repeated(i),
+                _ => stream.sentry_alert_to_a_chat_that_refuses_the_bot(i),
+            }
+        }
+        stream
+    }
+
+    fn send(&mut self, kind: &'static str, event: &str, id: String, body: Vec<u8>) {
+        self.sent.push(Delivery {
+            event: event.into(),
+            id,
+            body,
+        });
+        *self.plan.counts.entry(kind).or_default() += 1;
+    }
+
+    fn push_to_master(&mut self, repo: &str) {
+        let sha = sha(self.sent.len());
+        self.plan.builds.push((repo.into(), sha.clone(), true));
+        let id = format!("d-{}", self.sent.len());
+        self.send("push to master", "push", id, push(repo, "master", &sha));
+    }
+
+    fn push_to_a_feature_branch(&mut self, i: usize, repo: &str) {
+        let sha = sha(i);
+        self.plan.builds.push((repo.into(), sha.clone(), false));
+        let body = push(repo, &format!("feature-{i}"), &sha);
+        self.send("push to a feature branch", "push", format!("d-{i}"), body);
+    }
+
+    fn pull_request_opened(&mut self, i: usize, repo: &str) {
+        let sha = sha(i);
+        self.plan.builds.push((repo.into(), sha.clone(), false));
+        let body = pull_request(repo, i, &sha);
+        self.send(
+            "pull request opened",
+            "pull_request",
+            format!("d-{i}"),
+            body,
+        );
+    }
+
+    /// GitHub redelivers an earlier delivery: same id, same body.
+    fn redelivery(&mut self, i: usize) {
+        let Delivery { event, id, body } = self.sent[i / 2].clone();
+        self.send("redelivery", &event, id, body);
+    }
+
+    fn sentry_alert(&mut self, i: usize) {
+        self.issue += 1;
+        self.plan.alerts.push(alert_title(self.issue));
+        let body = sentry_alert("gateway", self.issue);
+        self.send("Sentry alert", "sentry", format!("s-{i}"), body);
+    }
+
+    /// The same issue again within the throttle window: no second message.
+    fn sentry_alert_repeated(&mut self, i: usize) {
+        let body = sentry_alert("gateway", self.issue.max(1));
+        if self.issue == 0 {
+            self.issue = 1;
+            self.plan.alerts.push(alert_title(1));
+        }
+        self.send("Sentry alert, repeated", "sentry", format!("s-{i}"), body);
+    }
+
+    fn sentry_alert_to_a_chat_that_refuses_the_bot(&mut self, i: usize) {
+        self.issue += 1;
+        self.plan.refused_alerts += 1;
+        let body = sentry_alert("legacy", self.issue);
+        self.send(
+            "Sentry alert to a chat that refuses the bot",
+            "sentry",
+            format!("s-{i}"),
+            body,
+        );
+    }
+}
+
+/// Sends every webhook, each answered 202 or 200, while the consumers run alongside, as
+/// Lambda's would.
+async fn deliver_all(pipeline: &Pipeline, sent: &[Delivery]) {
+    for (n, Delivery { event, id, body }) in sent.iter().enumerate() {
+        let status = if event == "sentry" {
+            pipeline.sentry_delivers("issue", id, body).await
+        } else {
+            pipeline.github_delivers(event, id, body).await
+        };
+        assert!(status == 202 || status == 200, "{event} {id}: {status}");
+        if n % 25 == 24 {
+            pipeline.pump_once().await;
+            pipeline.builds_finish("SUCCEEDED").await;
+        }
+    }
+}
+
+/// Builds: each expected commit started exactly once, and nothing else. How many started.
+fn each_expected_build_started_once(pipeline: &Pipeline, plan: &Plan) -> usize {
     let started = pipeline.codebuild.started.lock().unwrap().clone();
     let mut per_sha: HashMap<&str, usize> = HashMap::new();
     for b in &started {
@@ -252,8 +319,12 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
         );
     }
     assert_eq!(started.len(), plan.builds.len(), "builds started");
+    started.len()
+}
 
-    // Commit statuses: pending then success, once each, per commit.
+/// Commit statuses: pending then success, once each, per commit. How many statuses, and on
+/// how many commits the pending one was skipped.
+fn each_commit_has_its_statuses_once(pipeline: &Pipeline, plan: &Plan) -> (usize, usize) {
     let statuses = pipeline.github.calls("POST", "/statuses/");
     let mut per_commit: HashMap<String, Vec<String>> = HashMap::new();
     for c in statuses
@@ -278,8 +349,18 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
         }
     }
     assert_eq!(per_commit.len(), plan.builds.len());
+    (
+        per_commit.values().map(Vec::len).sum::<usize>(),
+        pending_skipped,
+    )
+}
 
-    // Deployments and releases: one per master push.
+/// Deployments and releases: one per master push. How many deployments were created.
+fn each_master_push_is_deployed_and_released_once(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    repos: usize,
+) -> usize {
     let masters: Vec<&(String, String, bool)> = plan.builds.iter().filter(|b| b.2).collect();
     let deployments = pipeline.github.calls("POST", "/deployments");
     let created: Vec<&support::Call> = deployments
@@ -319,8 +400,12 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
             "releases of svc-{r}"
         );
     }
+    created.len()
+}
 
-    // Chat: one message per build thread and per alert, each build's ending its story.
+/// Chat: one message per build thread and per alert, each build's ending its story. How many
+/// messages were posted, and how many edits.
+fn each_build_and_alert_is_told_once(pipeline: &Pipeline, plan: &Plan) -> (usize, usize) {
     let posts = pipeline.telegram.calls("POST", "/sendMessage");
     let edits = pipeline.telegram.calls("POST", "/editMessageText");
     let text = |c: &support::Call| c.body["text"].as_str().unwrap_or("").to_string();
@@ -361,18 +446,34 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
         plan.builds.len() + plan.alerts.len(),
         "chat messages posted"
     );
+    (posts.len(), edits.len())
+}
 
-    // Dead letters: only what could never succeed, each with its reason.
+/// Dead letters: only what could never succeed, each with its reason.
+fn only_the_refused_alerts_are_dead_letters(dead: &[(String, String, String)], plan: &Plan) {
     assert_eq!(dead.len(), plan.refused_alerts, "{dead:?}");
-    for (queue, reason, _) in &dead {
+    for (queue, reason, _) in dead {
         assert_eq!(queue, "notifications");
         assert!(
             reason.contains("gone") && reason.contains("chat not found"),
             "{reason}"
         );
     }
+}
 
-    // The report.
+/// What the pipeline did, as the checks counted it.
+struct Outcome {
+    builds: usize,
+    statuses: usize,
+    pending_skipped: usize,
+    deployments: usize,
+    posts: usize,
+    edits: usize,
+    dead_letters: usize,
+}
+
+/// The report: what was sent, what the fakes injected, and what came of it.
+fn report(total: usize, elapsed: Duration, plan: &Plan, pipeline: &Pipeline, outcome: &Outcome) {
     let mut kinds: Vec<_> = plan.counts.iter().collect();
     kinds.sort();
     println!(
@@ -399,25 +500,25 @@ async fn nothing_is_lost_and_nothing_is_duplicated_under_injected_faults() {
         );
     }
     println!("outcome:");
-    println!("  {:>5}  builds started, each once", started.len());
+    println!("  {:>5}  builds started, each once", outcome.builds);
     println!(
-        "  {:>5}  commit statuses, each once: pending then success ({pending_skipped} commit(s) finished before GitHub took their pending: success only)",
-        per_commit.values().map(Vec::len).sum::<usize>()
+        "  {:>5}  commit statuses, each once: pending then success ({} commit(s) finished before GitHub took their pending: success only)",
+        outcome.statuses, outcome.pending_skipped
     );
     println!(
         "  {:>5}  deployments and Heroku releases, each once",
-        created.len()
+        outcome.deployments
     );
     println!(
         "  {:>5}  chat messages posted, each once ({} build threads, {} alerts)",
-        posts.len(),
+        outcome.posts,
         plan.builds.len(),
         plan.alerts.len()
     );
-    println!("  {:>5}  chat message edits", edits.len());
+    println!("  {:>5}  chat message edits", outcome.edits);
     println!(
         "  {:>5}  in dead-letter queues, each with its reason (a chat that refuses the bot)",
-        dead.len()
+        outcome.dead_letters
     );
     println!("  {:>5}  lost, {:>5} duplicated", 0, 0);
 }

@@ -116,52 +116,11 @@ async fn the_release_binary_answers_deliveries_under_the_runtime_api() {
     let queue_url = aws::create_fifo_queue(&sdk, &e2e::unique("builds")).await;
     let table = e2e::unique("state");
     aws::create_state_table(&sdk, &table).await;
-    let param = format!("/{}/config", e2e::unique("shipline"));
-    aws::put_parameter(&sdk, &param, CONFIG).await;
-    let secret_arn = aws::create_secret(
-        &sdk,
-        &e2e::unique("shipline-secrets"),
-        &json!({ "github_webhook_secret": SECRET }).to_string(),
-    )
-    .await;
+    let intake = ReleaseIntake::start(&sdk, &queue_url, &table).await;
 
-    let api = RuntimeApi::start().await.unwrap();
-    let mut env = aws::process_env();
-    env.extend(
-        [
-            ("SHIPLINE_CONFIG_PARAM", param.as_str()),
-            ("SHIPLINE_SECRETS_ARN", secret_arn.as_str()),
-            ("STATE_TABLE", table.as_str()),
-            ("BUILD_QUEUE_URL", queue_url.as_str()),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
-    let _function = api
-        .spawn(
-            &e2e::release_binary("webhook-intake"),
-            "webhook-intake",
-            &env,
-        )
-        .unwrap();
-
-    let invoke = |headers: Value, body: &[u8], base64: bool| {
-        let event = http_api_event("/github", &headers, body, base64);
-        let api = &api;
-        async move {
-            match api.invoke(&event, Duration::from_secs(30)).await.unwrap() {
-                Outcome::Response(r) => (
-                    r["statusCode"].as_u64().unwrap(),
-                    serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["message"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                ),
-                Outcome::Error(e) => panic!("function error: {e}"),
-            }
-        }
-    };
-
-    let (status, message) = invoke(headers("push", "bin-push-1", PUSH), PUSH, false).await;
+    let (status, message) = intake
+        .deliver(headers("push", "bin-push-1", PUSH), PUSH, false)
+        .await;
     assert_eq!(
         (status, message.as_str()),
         (
@@ -170,52 +129,75 @@ async fn the_release_binary_answers_deliveries_under_the_runtime_api() {
         )
     );
     assert_eq!(
-        invoke(
-            headers("pull_request", "bin-pr-1", PR_OPENED),
-            PR_OPENED,
-            true
-        )
-        .await
-        .0,
+        intake
+            .deliver(
+                headers("pull_request", "bin-pr-1", PR_OPENED),
+                PR_OPENED,
+                true
+            )
+            .await
+            .0,
         202,
         "base64 body"
     );
     assert_eq!(
-        invoke(headers("pull_request", "bin-pr-2", PR_SYNC), PR_SYNC, false)
+        intake
+            .deliver(headers("pull_request", "bin-pr-2", PR_SYNC), PR_SYNC, false)
             .await
             .0,
         202
     );
     assert_eq!(
-        invoke(headers("ping", "bin-ping", PING), PING, false).await,
+        intake
+            .deliver(headers("ping", "bin-ping", PING), PING, false)
+            .await,
         (200, "pong".to_string())
     );
-
-    let mut forged = headers("push", "bin-forged", PUSH);
-    forged["x-hub-signature-256"] = json!(sign(b"guessed", PUSH));
-    assert_eq!(invoke(forged, PUSH, false).await.0, 401);
-    let mut unsigned = headers("push", "bin-unsigned", PUSH);
-    unsigned
-        .as_object_mut()
-        .unwrap()
-        .remove("x-hub-signature-256");
-    assert_eq!(invoke(unsigned, PUSH, false).await.0, 401);
-
-    let malformed = b"{\"ref\": \"refs/heads/master\",";
-    assert_eq!(
-        invoke(headers("push", "bin-bad", malformed), malformed, false)
-            .await
-            .0,
-        400
-    );
-    let (status, message) = invoke(headers("push", "bin-push-1", PUSH), PUSH, false).await;
+    refuses_what_it_cannot_trust(&intake).await;
+    let (status, message) = intake
+        .deliver(headers("push", "bin-push-1", PUSH), PUSH, false)
+        .await;
     assert_eq!(
         (status, message.as_str()),
         (200, "duplicate: this delivery was already queued")
     );
 
-    let requests = build_requests(&sdk, &queue_url).await;
-    let summary: Vec<_> = requests
+    assert_eq!(
+        summary(&build_requests(&sdk, &queue_url).await),
+        vec![
+            "bin-push-1 push master 6113728",
+            "bin-pr-1 pr-2 opened ec26c3e",
+            "bin-pr-2 pr-2 synchronize ec26c3e",
+        ]
+    );
+}
+
+/// A forged signature and a missing one are unauthorised; a body that does not parse is a bad
+/// request.
+async fn refuses_what_it_cannot_trust(intake: &ReleaseIntake) {
+    let mut forged = headers("push", "bin-forged", PUSH);
+    forged["x-hub-signature-256"] = json!(sign(b"guessed", PUSH));
+    assert_eq!(intake.deliver(forged, PUSH, false).await.0, 401);
+    let mut unsigned = headers("push", "bin-unsigned", PUSH);
+    unsigned
+        .as_object_mut()
+        .unwrap()
+        .remove("x-hub-signature-256");
+    assert_eq!(intake.deliver(unsigned, PUSH, false).await.0, 401);
+
+    let malformed = b"{\"ref\": \"refs/heads/master\",";
+    assert_eq!(
+        intake
+            .deliver(headers("push", "bin-bad", malformed), malformed, false)
+            .await
+            .0,
+        400
+    );
+}
+
+/// Each queued request as `<delivery> <trigger> <short sha>`.
+fn summary(requests: &[BuildRequest]) -> Vec<String> {
+    requests
         .iter()
         .map(|r| match &r.trigger {
             Trigger::Push(p) => format!("{} push {} {}", r.delivery_id, p.branch, r.short_sha()),
@@ -227,13 +209,71 @@ async fn the_release_binary_answers_deliveries_under_the_runtime_api() {
                 r.short_sha()
             ),
         })
-        .collect();
-    assert_eq!(
-        summary,
-        vec![
-            "bin-push-1 push master 6113728",
-            "bin-pr-1 pr-2 opened ec26c3e",
-            "bin-pr-2 pr-2 synchronize ec26c3e",
-        ]
-    );
+        .collect()
+}
+
+/// webhook-intake's release binary running under a local Runtime API.
+struct ReleaseIntake {
+    // Declared first so that the function stops before the API it polls.
+    _function: tokio::process::Child,
+    api: RuntimeApi,
+}
+
+impl ReleaseIntake {
+    /// Puts the config in SSM and the webhook secret in Secrets Manager, then starts the
+    /// binary with the environment the stack gives it.
+    async fn start(sdk: &aws_config::SdkConfig, queue_url: &str, table: &str) -> Self {
+        let param = format!("/{}/config", e2e::unique("shipline"));
+        aws::put_parameter(sdk, &param, CONFIG).await;
+        let secret_arn = aws::create_secret(
+            sdk,
+            &e2e::unique("shipline-secrets"),
+            &json!({ "github_webhook_secret": SECRET }).to_string(),
+        )
+        .await;
+
+        let api = RuntimeApi::start().await.unwrap();
+        let mut env = aws::process_env();
+        env.extend(
+            [
+                ("SHIPLINE_CONFIG_PARAM", param.as_str()),
+                ("SHIPLINE_SECRETS_ARN", secret_arn.as_str()),
+                ("STATE_TABLE", table),
+                ("BUILD_QUEUE_URL", queue_url),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let function = api
+            .spawn(
+                &e2e::release_binary("webhook-intake"),
+                "webhook-intake",
+                &env,
+            )
+            .unwrap();
+        Self {
+            _function: function,
+            api,
+        }
+    }
+
+    /// API Gateway hands the function a delivery to `/github`; the status code and message
+    /// it answered.
+    async fn deliver(&self, headers: Value, body: &[u8], base64: bool) -> (u64, String) {
+        let event = http_api_event("/github", &headers, body, base64);
+        match self
+            .api
+            .invoke(&event, Duration::from_secs(30))
+            .await
+            .unwrap()
+        {
+            Outcome::Response(r) => (
+                r["statusCode"].as_u64().unwrap(),
+                serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ),
+            Outcome::Error(e) => panic!("function error: {e}"),
+        }
+    }
 }

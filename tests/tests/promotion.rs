@@ -52,7 +52,60 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
     let notify_url = aws::create_queue(&sdk, &e2e::unique("notifications")).await;
     let table = e2e::unique("state");
     aws::create_state_table(&sdk, &table).await;
+    let heroku = heroku_that_rate_limits_the_first_release().await;
+    let github = github_with_master_at(NEW).await;
+    let state = Arc::new(DynamoStateStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        &table,
+    ));
+    let deps = promotion(&sdk, &notify_url, &heroku, &github, state.clone());
+    let deploys = DeployQueue {
+        sdk: &sdk,
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        url: &deploys_url,
+        deps: &deps,
+    };
 
+    deploys.send(request(NEW, "b-new")).await;
+    assert_eq!(
+        deploys.consume().await,
+        1,
+        "Heroku's 429 leaves the message for later"
+    );
+    // Its visibility timeout was set from Retry-After: hidden now, back after two seconds.
+    let event = aws::receive_as_event(&sdk, &deploys_url).await;
+    assert!(event.records.is_empty(), "delayed, not redelivered at once");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(deploys.consume().await, 0);
+
+    let live = live_record(state.as_ref(), "heroku:pax-user").await;
+    assert_eq!(
+        (live.sha.as_str(), live.version.as_deref()),
+        (NEW, Some("v43"))
+    );
+
+    // A build of an older commit that finished late.
+    deploys.send(request(OLD, "b-old")).await;
+    assert_eq!(deploys.consume().await, 0);
+    assert_eq!(
+        formation_updates(&heroku).await,
+        2,
+        "one rate-limited, one released; the late build released nothing"
+    );
+
+    assert_eq!(
+        notification_kinds(&sdk, &notify_url).await,
+        vec![
+            NotificationKind::DeployStarted,
+            NotificationKind::DeploySucceeded,
+            NotificationKind::DeploySkipped
+        ]
+    );
+}
+
+/// Heroku answers the first formation update with 429 and `Retry-After: 2`, then releases
+/// every update as v43.
+async fn heroku_that_rate_limits_the_first_release() -> MockServer {
     let heroku = MockServer::start().await;
     Mock::given(method("PATCH"))
         .and(path("/apps/pax-user/formation"))
@@ -77,9 +130,14 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
         )
         .mount(&heroku)
         .await;
+    heroku
+}
+
+/// GitHub with pax-app/User's master at `head`, taking deployment 5 and its statuses.
+async fn github_with_master_at(head: &str) -> MockServer {
     let github = MockServer::start().await;
     Mock::given(path("/repos/pax-app/User/branches/master"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"commit": {"sha": NEW}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"commit": {"sha": head}})))
         .mount(&github)
         .await;
     Mock::given(path("/repos/pax-app/User/deployments"))
@@ -90,14 +148,20 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({})))
         .mount(&github)
         .await;
+    github
+}
 
+/// deploy-promotion as the stack wires it, with master of pax-app/User going to Heroku.
+fn promotion(
+    sdk: &aws_config::SdkConfig,
+    notify_url: &str,
+    heroku: &MockServer,
+    github: &MockServer,
+    state: Arc<DynamoStateStore>,
+) -> deploy_promotion::Deps {
     let http = reqwest::Client::new();
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let state = Arc::new(DynamoStateStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &table,
-    ));
-    let deps = deploy_promotion::Deps {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    deploy_promotion::Deps {
         config: Arc::new(
             Config::from_yaml("channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\nrepos:\n  pax-app/User:\n    codebuild_project: pax-user\n    deploy:\n      - branch: master\n        heroku: { app: pax-user }\n")
                 .unwrap(),
@@ -108,77 +172,76 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
             hook: Arc::new(Hook::new(http, Arc::new(Secrets::default()))),
             command: None,
         }),
-        state: state.clone(),
-        notify: Arc::new(SqsQueue::new(sqs.clone(), &notify_url)),
-        redelivery: Arc::new(SqsRedelivery::new(sqs.clone())),
+        state,
+        notify: Arc::new(SqsQueue::new(sqs.clone(), notify_url)),
+        redelivery: Arc::new(SqsRedelivery::new(sqs)),
         dead_letters: None,
         clock: Arc::new(SystemClock),
         follow: deploy_promotion::Follow { interval: Duration::from_millis(10), budget: Duration::from_secs(2) },
-    };
+    }
+}
 
-    let send = |r: DeployRequest| {
-        let sqs = sqs.clone();
-        let url = deploys_url.clone();
-        async move {
-            sqs.send_message()
-                .queue_url(url)
-                .message_body(messages::encode(&r))
-                .message_group_id(&*r.target)
-                .message_deduplication_id(&*r.build_id)
-                .send()
-                .await
-                .unwrap();
-        }
-    };
-    let consume = || async {
-        let event = aws::receive_as_event(&sdk, &deploys_url).await;
-        let response = deploy_promotion::handle_batch(&deps, &event, None).await;
-        aws::settle_batch(&sdk, &deploys_url, &event, &response).await;
+/// The deploy FIFO queue and its consumer, as the event source mapping connects them.
+struct DeployQueue<'a> {
+    sdk: &'a aws_config::SdkConfig,
+    sqs: aws_sdk_sqs::Client,
+    url: &'a str,
+    deps: &'a deploy_promotion::Deps,
+}
+
+impl DeployQueue<'_> {
+    /// Sends `r` as build-dispatch does: grouped by target, deduplicated by build.
+    async fn send(&self, r: DeployRequest) {
+        self.sqs
+            .send_message()
+            .queue_url(self.url)
+            .message_body(messages::encode(&r))
+            .message_group_id(&*r.target)
+            .message_deduplication_id(&*r.build_id)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Hands what is visible to deploy-promotion as one batch; how many messages it failed.
+    async fn consume(&self) -> usize {
+        let event = aws::receive_as_event(self.sdk, self.url).await;
+        let response = deploy_promotion::handle_batch(self.deps, &event, None).await;
+        aws::settle_batch(self.sdk, self.url, &event, &response).await;
         response.batch_item_failures.len()
-    };
+    }
+}
 
-    send(request(NEW, "b-new")).await;
-    assert_eq!(
-        consume().await,
-        1,
-        "Heroku's 429 leaves the message for later"
-    );
-    // Its visibility timeout was set from Retry-After: hidden now, back after two seconds.
-    let event = aws::receive_as_event(&sdk, &deploys_url).await;
-    assert!(event.records.is_empty(), "delayed, not redelivered at once");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(consume().await, 0);
-
-    let live: LiveRecord = serde_json::from_value(
+/// What the state table says is live on `target`.
+async fn live_record(state: &dyn StateStore, target: &str) -> LiveRecord {
+    serde_json::from_value(
         state
-            .get(&StateKey::Live("heroku:pax-user").to_string(), 0)
+            .get(&StateKey::Live(target).to_string(), 0)
             .await
             .unwrap()
             .unwrap()
             .value,
     )
-    .unwrap();
-    assert_eq!(
-        (live.sha.as_str(), live.version.as_deref()),
-        (NEW, Some("v43"))
-    );
+    .unwrap()
+}
 
-    // A build of an older commit that finished late.
-    send(request(OLD, "b-old")).await;
-    assert_eq!(consume().await, 0);
-    let patches = heroku
+/// How many formation updates Heroku received, rate-limited or not.
+async fn formation_updates(heroku: &MockServer) -> usize {
+    heroku
         .received_requests()
         .await
         .unwrap()
         .iter()
         .filter(|r| r.method.as_str() == "PATCH")
-        .count();
-    assert_eq!(
-        patches, 2,
-        "one rate-limited, one released; the late build released nothing"
-    );
+        .count()
+}
 
-    let kinds: Vec<NotificationKind> = aws::drain_queue(&sdk, &notify_url)
+/// The kinds of the notifications on their way to the chat, in order.
+async fn notification_kinds(
+    sdk: &aws_config::SdkConfig,
+    notify_url: &str,
+) -> Vec<NotificationKind> {
+    aws::drain_queue(sdk, notify_url)
         .await
         .iter()
         .map(|m| {
@@ -186,13 +249,5 @@ async fn a_green_build_goes_live_once_and_a_late_older_one_never_does() {
                 .unwrap()
                 .kind
         })
-        .collect();
-    assert_eq!(
-        kinds,
-        vec![
-            NotificationKind::DeployStarted,
-            NotificationKind::DeploySucceeded,
-            NotificationKind::DeploySkipped
-        ]
-    );
+        .collect()
 }

@@ -2,7 +2,7 @@
 //! reports the result as CodeBuild's EventBridge event would.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -91,6 +91,8 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Runs one build to its end: check out, run the phases, record the result on the build and
+/// send the state-change event.
 async fn run_build(
     repo_dir: PathBuf,
     dir: PathBuf,
@@ -100,145 +102,20 @@ async fn run_build(
     logs: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
     events: Arc<dyn Queue>,
 ) {
-    let log = |line: String| {
-        logs.lock()
-            .unwrap()
-            .entry(id.clone())
-            .or_default()
-            .push(line)
+    let Finished {
+        status,
+        phases,
+        exported,
+        log,
+    } = match check_out(&repo_dir, &dir, &request.source_version).await {
+        Err(reason) => Finished::without_source(reason),
+        Ok(spec) => run_phases(&spec, &dir, &request, &id).await,
     };
-    let mut phases = vec![Phase {
-        kind: "DOWNLOAD_SOURCE".into(),
-        status: Some("SUCCEEDED".into()),
-        context: vec![],
-    }];
-    let mut exported = BTreeMap::new();
-    let mut status = BuildStatus::Succeeded;
-
-    let checkout = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "git clone --quiet {} {} && cd {} && git -c advice.detachedHead=false checkout --quiet {}",
-            shell_quote(&repo_dir.display().to_string()),
-            shell_quote(&dir.display().to_string()),
-            shell_quote(&dir.display().to_string()),
-            shell_quote(&request.source_version)
-        ))
-        .output()
-        .await;
-    let spec = match checkout {
-        Ok(out) if out.status.success() => std::fs::read_to_string(dir.join("buildspec.yml"))
-            .map_err(|e| format!("YAML_FILE_ERROR: cannot read buildspec.yml: {e}"))
-            .and_then(|t| {
-                serde_saphyr::from_str::<Buildspec>(&t).map_err(|e| {
-                    // The first line says what and where; the rest is a source excerpt.
-                    format!(
-                        "YAML_FILE_ERROR: buildspec.yml {}",
-                        e.to_string()
-                            .lines()
-                            .next()
-                            .unwrap_or("")
-                            .trim_start_matches("error: ")
-                    )
-                })
-            }),
-        Ok(out) => Err(format!(
-            "CLIENT_ERROR: checkout failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => Err(format!("CLIENT_ERROR: cannot run git: {e}")),
-    };
-    match spec {
-        Err(reason) => {
-            phases[0].status = Some("FAILED".into());
-            phases[0].context = vec![reason.clone()];
-            log(reason);
-            status = BuildStatus::Failed;
-        }
-        Ok(spec) => {
-            // One shell for all phases, as CodeBuild keeps the environment across them.
-            let mut script = String::from("set -e\n");
-            for (name, value) in &spec.env.variables {
-                script.push_str(&format!("export {name}={}\n", shell_quote(value)));
-            }
-            for (key, kind) in PHASES {
-                if let Some(phase) = spec.phases.get(key) {
-                    script.push_str(&format!("echo '::phase {kind}'\n"));
-                    for command in &phase.commands {
-                        script.push_str(&format!(
-                            "echo {}\n{command}\n",
-                            shell_quote(&format!("$ {command}"))
-                        ));
-                    }
-                }
-            }
-            for name in &spec.env.exported {
-                script.push_str(&format!("echo \"::export {name}=${{{name}}}\"\n"));
-            }
-            let output = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(&script)
-                .current_dir(&dir)
-                .envs(request.environment.iter().cloned())
-                .env("CODEBUILD_BUILD_ID", &id)
-                .env("CODEBUILD_RESOLVED_SOURCE_VERSION", &request.source_version)
-                .output()
-                .await;
-            let (ok, stdout, stderr) = match output {
-                Ok(o) => (
-                    o.status.success(),
-                    String::from_utf8_lossy(&o.stdout).into_owned(),
-                    String::from_utf8_lossy(&o.stderr).into_owned(),
-                ),
-                Err(e) => (false, String::new(), format!("cannot run sh: {e}")),
-            };
-            let mut current: Option<String> = None;
-            for line in stdout.lines() {
-                if let Some(kind) = line.strip_prefix("::phase ") {
-                    if let Some(done) = current.replace(kind.to_string()) {
-                        phases.push(Phase {
-                            kind: done,
-                            status: Some("SUCCEEDED".into()),
-                            context: vec![],
-                        });
-                    }
-                } else if let Some(pair) = line.strip_prefix("::export ") {
-                    if let Some((k, v)) = pair.split_once('=') {
-                        exported.insert(k.to_string(), v.to_string());
-                    }
-                } else {
-                    log(line.to_string());
-                }
-            }
-            for line in stderr.lines() {
-                log(line.to_string());
-            }
-            if let Some(last) = current {
-                if ok {
-                    phases.push(Phase {
-                        kind: last,
-                        status: Some("SUCCEEDED".into()),
-                        context: vec![],
-                    });
-                } else {
-                    let reason = stderr
-                        .lines()
-                        .last()
-                        .unwrap_or("a command failed")
-                        .to_string();
-                    phases.push(Phase {
-                        kind: last,
-                        status: Some("FAILED".into()),
-                        context: vec![format!("COMMAND_EXECUTION_ERROR: {reason}")],
-                    });
-                }
-            }
-            if !ok {
-                status = BuildStatus::Failed;
-                exported.clear();
-            }
-        }
-    }
+    logs.lock()
+        .unwrap()
+        .entry(id.clone())
+        .or_default()
+        .extend(log);
     let _ = std::fs::remove_dir_all(&dir);
     let info = {
         let mut builds = builds.lock().unwrap();
@@ -254,6 +131,165 @@ async fn run_build(
     let _ = events
         .send(OutgoingMessage::new(state_change_event(&info).to_string()))
         .await;
+}
+
+/// What a build leaves behind when it ends.
+struct Finished {
+    status: BuildStatus,
+    phases: Vec<Phase>,
+    exported: BTreeMap<String, String>,
+    log: Vec<String>,
+}
+
+impl Finished {
+    /// The source could not be checked out or its buildspec read: the build fails in
+    /// DOWNLOAD_SOURCE, with `reason` as its context and its log.
+    fn without_source(reason: String) -> Self {
+        Self {
+            status: BuildStatus::Failed,
+            phases: vec![phase("DOWNLOAD_SOURCE", "FAILED", vec![reason.clone()])],
+            exported: BTreeMap::new(),
+            log: vec![reason],
+        }
+    }
+}
+
+fn phase(kind: impl Into<String>, status: &str, context: Vec<String>) -> Phase {
+    Phase {
+        kind: kind.into(),
+        status: Some(status.into()),
+        context,
+    }
+}
+
+/// Clones the local repository into `dir` at `sha` and reads its buildspec; the reason, in
+/// CodeBuild's words, when either fails.
+async fn check_out(repo_dir: &Path, dir: &Path, sha: &str) -> Result<Buildspec, String> {
+    let checkout = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "git clone --quiet {} {} && cd {} && git -c advice.detachedHead=false checkout --quiet {}",
+            shell_quote(&repo_dir.display().to_string()),
+            shell_quote(&dir.display().to_string()),
+            shell_quote(&dir.display().to_string()),
+            shell_quote(sha)
+        ))
+        .output()
+        .await;
+    match checkout {
+        Ok(out) if out.status.success() => read_buildspec(dir),
+        Ok(out) => Err(format!(
+            "CLIENT_ERROR: checkout failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("CLIENT_ERROR: cannot run git: {e}")),
+    }
+}
+
+fn read_buildspec(dir: &Path) -> Result<Buildspec, String> {
+    let text = std::fs::read_to_string(dir.join("buildspec.yml"))
+        .map_err(|e| format!("YAML_FILE_ERROR: cannot read buildspec.yml: {e}"))?;
+    serde_saphyr::from_str::<Buildspec>(&text).map_err(|e| {
+        // The first line says what and where; the rest is a source excerpt.
+        format!(
+            "YAML_FILE_ERROR: buildspec.yml {}",
+            e.to_string()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ")
+        )
+    })
+}
+
+/// Runs the buildspec's phases in `dir` with the build's environment, as CodeBuild would.
+async fn run_phases(spec: &Buildspec, dir: &Path, request: &StartBuild, id: &str) -> Finished {
+    let output = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(build_script(spec))
+        .current_dir(dir)
+        .envs(request.environment.iter().cloned())
+        .env("CODEBUILD_BUILD_ID", id)
+        .env("CODEBUILD_RESOLVED_SOURCE_VERSION", &request.source_version)
+        .output()
+        .await;
+    match output {
+        Ok(o) => finished_from_output(
+            o.status.success(),
+            &String::from_utf8_lossy(&o.stdout),
+            &String::from_utf8_lossy(&o.stderr),
+        ),
+        Err(e) => finished_from_output(false, "", &format!("cannot run sh: {e}")),
+    }
+}
+
+/// One shell script for all phases, as CodeBuild keeps the environment across them. It marks
+/// where each phase starts (`::phase KIND`) and prints the exported variables at the end
+/// (`::export NAME=value`).
+fn build_script(spec: &Buildspec) -> String {
+    let mut script = String::from("set -e\n");
+    for (name, value) in &spec.env.variables {
+        script.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    }
+    for (key, kind) in PHASES {
+        if let Some(phase) = spec.phases.get(key) {
+            script.push_str(&format!("echo '::phase {kind}'\n"));
+            for command in &phase.commands {
+                script.push_str(&format!(
+                    "echo {}\n{command}\n",
+                    shell_quote(&format!("$ {command}"))
+                ));
+            }
+        }
+    }
+    for name in &spec.env.exported {
+        script.push_str(&format!("echo \"::export {name}=${{{name}}}\"\n"));
+    }
+    script
+}
+
+/// The build's result from its script's output: each phase that was followed by another
+/// succeeded; the last one succeeded or failed with the script, the failure's reason being the
+/// last line on stderr. A failed build exports nothing.
+fn finished_from_output(ok: bool, stdout: &str, stderr: &str) -> Finished {
+    let mut finished = Finished {
+        status: BuildStatus::Succeeded,
+        phases: vec![phase("DOWNLOAD_SOURCE", "SUCCEEDED", vec![])],
+        exported: BTreeMap::new(),
+        log: vec![],
+    };
+    let mut current: Option<String> = None;
+    for line in stdout.lines() {
+        if let Some(kind) = line.strip_prefix("::phase ") {
+            if let Some(done) = current.replace(kind.to_string()) {
+                finished.phases.push(phase(done, "SUCCEEDED", vec![]));
+            }
+        } else if let Some(pair) = line.strip_prefix("::export ") {
+            if let Some((k, v)) = pair.split_once('=') {
+                finished.exported.insert(k.to_string(), v.to_string());
+            }
+        } else {
+            finished.log.push(line.to_string());
+        }
+    }
+    finished.log.extend(stderr.lines().map(str::to_string));
+    if let Some(last) = current {
+        finished.phases.push(if ok {
+            phase(last, "SUCCEEDED", vec![])
+        } else {
+            let reason = stderr.lines().last().unwrap_or("a command failed");
+            phase(
+                last,
+                "FAILED",
+                vec![format!("COMMAND_EXECUTION_ERROR: {reason}")],
+            )
+        });
+    }
+    if !ok {
+        finished.status = BuildStatus::Failed;
+        finished.exported.clear();
+    }
+    finished
 }
 
 /// The EventBridge event CodeBuild would send for `build`.
@@ -338,5 +374,72 @@ impl Builds for LocalBuildRunner {
             .iter()
             .filter_map(|id| builds.get(id).cloned())
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passing_script_succeeds_every_phase_and_exports_its_variables() {
+        let finished = finished_from_output(
+            true,
+            "::phase INSTALL\n$ true\n::phase BUILD\n$ make\nbuilt\n::export IMAGE=sha256:abc\n",
+            "",
+        );
+        assert_eq!(finished.status, BuildStatus::Succeeded);
+        assert_eq!(
+            finished.phases,
+            vec![
+                phase("DOWNLOAD_SOURCE", "SUCCEEDED", vec![]),
+                phase("INSTALL", "SUCCEEDED", vec![]),
+                phase("BUILD", "SUCCEEDED", vec![]),
+            ]
+        );
+        assert_eq!(
+            finished.exported,
+            BTreeMap::from([("IMAGE".to_string(), "sha256:abc".to_string())])
+        );
+        assert_eq!(finished.log, vec!["$ true", "$ make", "built"]);
+    }
+
+    #[test]
+    fn a_failing_command_fails_its_phase_with_the_last_error_line_and_exports_nothing() {
+        let finished = finished_from_output(
+            false,
+            "::phase BUILD\n$ sh ./test.sh\n::export IMAGE=half-built\n",
+            "test checkout ... FAILED\nexpected 42, got 41\n",
+        );
+        assert_eq!(finished.status, BuildStatus::Failed);
+        assert_eq!(
+            finished.phases.last(),
+            Some(&phase(
+                "BUILD",
+                "FAILED",
+                vec!["COMMAND_EXECUTION_ERROR: expected 42, got 41".into()]
+            ))
+        );
+        assert!(finished.exported.is_empty());
+        assert_eq!(
+            finished.log,
+            vec![
+                "$ sh ./test.sh",
+                "test checkout ... FAILED",
+                "expected 42, got 41"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_buildspec_runs_its_phases_in_codebuilds_order_in_one_shell() {
+        let spec: Buildspec = serde_saphyr::from_str(
+            "env:\n  variables: { GREETING: \"it's\" }\n  exported-variables: [IMAGE]\nphases:\n  build:\n    commands: [make]\n  install:\n    commands: [npm ci]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            build_script(&spec),
+            "set -e\nexport GREETING='it'\\''s'\necho '::phase INSTALL'\necho '$ npm ci'\nnpm ci\necho '::phase BUILD'\necho '$ make'\nmake\necho \"::export IMAGE=${IMAGE}\"\n"
+        );
     }
 }

@@ -3,14 +3,15 @@
 //! signed push webhook over HTTP, and the story as it happens.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
 use shared::config::Config;
-use shared::messages::NotificationKind;
+use shared::messages::{Notification, NotificationKind};
 use shared::secrets::Secrets;
 
 use crate::local::Stack;
@@ -90,41 +91,14 @@ pub async fn run(fail: bool, ui: Arc<Ui>) -> anyhow::Result<()> {
     let dir = tempfile::Builder::new()
         .prefix("shipline-demo-")
         .tempdir()?;
-    let repo = dir.path().join("shop");
-    let production = dir.path().join("production.log");
-    std::fs::create_dir_all(&repo)?;
-    git(&repo, &["init", "--quiet", "--initial-branch=master"])?;
-    std::fs::write(repo.join("buildspec.yml"), BUILDSPEC)?;
-    std::fs::write(repo.join("test.sh"), test_script(fail))?;
-    std::fs::write(repo.join("README.md"), "# shop\n")?;
-    git(&repo, &["add", "."])?;
-    let message = if fail {
-        "Round totals before paying"
-    } else {
-        "Add the checkout page"
-    };
-    git(&repo, &["commit", "--quiet", "-m", message])?;
-    let sha = git(&repo, &["rev-parse", "HEAD"])?;
+    let shop = Shop::create(dir.path(), fail)?;
     ui.step(&format!(
         "throwaway repository {REPO} at {} (commit {})",
-        repo.display(),
-        &sha[..7]
+        shop.repo.display(),
+        shop.short_sha()
     ));
 
-    let config_text = format!(
-        "channels:\n  team: {{ console: {{}} }}\ndefaults:\n  notify: [team]\nrepos:\n  {REPO}:\n    codebuild_project: shop\n    deploy:\n      - branch: master\n        environment: production\n        command: {{ run: 'echo \"$SHIPLINE_SHA $SHIPLINE_IMAGE_WEB\" >> {} && echo v1' }}\n",
-        production.display()
-    );
-    let config = Config::from_yaml(&config_text).context("the demo config")?;
-    let secrets = Secrets::default().with("github_webhook_secret", SECRET);
-    let report_ui = ui.clone();
-    let stack = Arc::new(Stack::new(
-        config,
-        secrets,
-        BTreeMap::from([(REPO.to_string(), repo.clone())]),
-        dir.path().to_path_buf(),
-        move |line| report_ui.event(&line),
-    )?);
+    let stack = local_stack(&shop, dir.path(), &ui)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = stack.serve(listener);
@@ -132,13 +106,82 @@ pub async fn run(fail: bool, ui: Arc<Ui>) -> anyhow::Result<()> {
         "the five functions are running in this process; webhooks at http://{addr}/github"
     ));
 
-    // GitHub's side: a signed push delivery over HTTP.
-    let body = serde_json::to_vec(&push_payload(&sha, message))?;
+    deliver_push(addr, &shop, &ui).await?;
+    let ending = follow_the_story(&stack, &shop.production, &ui).await;
+    server.abort();
+    ui.done(ending?);
+    Ok(())
+}
+
+/// The throwaway repository the demo pushes from, and the file its production writes to.
+struct Shop {
+    repo: PathBuf,
+    production: PathBuf,
+    sha: String,
+    message: &'static str,
+}
+
+impl Shop {
+    /// A git repository with a buildspec and a test script (failing with `fail`), committed.
+    fn create(dir: &Path, fail: bool) -> anyhow::Result<Self> {
+        let repo = dir.join("shop");
+        let production = dir.join("production.log");
+        std::fs::create_dir_all(&repo)?;
+        git(&repo, &["init", "--quiet", "--initial-branch=master"])?;
+        std::fs::write(repo.join("buildspec.yml"), BUILDSPEC)?;
+        std::fs::write(repo.join("test.sh"), test_script(fail))?;
+        std::fs::write(repo.join("README.md"), "# shop\n")?;
+        git(&repo, &["add", "."])?;
+        let message = if fail {
+            "Round totals before paying"
+        } else {
+            "Add the checkout page"
+        };
+        git(&repo, &["commit", "--quiet", "-m", message])?;
+        let sha = git(&repo, &["rev-parse", "HEAD"])?;
+        Ok(Self {
+            repo,
+            production,
+            sha,
+            message,
+        })
+    }
+
+    fn short_sha(&self) -> &str {
+        &self.sha[..7]
+    }
+}
+
+/// One repo, built by the local runner and released by a command that appends to `production`.
+fn demo_config(production: &Path) -> anyhow::Result<Config> {
+    let config_text = format!(
+        "channels:\n  team: {{ console: {{}} }}\ndefaults:\n  notify: [team]\nrepos:\n  {REPO}:\n    codebuild_project: shop\n    deploy:\n      - branch: master\n        environment: production\n        command: {{ run: 'echo \"$SHIPLINE_SHA $SHIPLINE_IMAGE_WEB\" >> {} && echo v1' }}\n",
+        production.display()
+    );
+    Config::from_yaml(&config_text).context("the demo config")
+}
+
+/// The five functions in this process, reporting what the local GitHub is told as events.
+fn local_stack(shop: &Shop, work: &Path, ui: &Arc<Ui>) -> anyhow::Result<Arc<Stack>> {
+    let secrets = Secrets::default().with("github_webhook_secret", SECRET);
+    let report_ui = ui.clone();
+    Ok(Arc::new(Stack::new(
+        demo_config(&shop.production)?,
+        secrets,
+        BTreeMap::from([(REPO.to_string(), shop.repo.clone())]),
+        work.to_path_buf(),
+        move |line| report_ui.event(&line),
+    )?))
+}
+
+/// GitHub's side: a signed push delivery over HTTP, which the intake must queue.
+async fn deliver_push(addr: SocketAddr, shop: &Shop, ui: &Ui) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&push_payload(&shop.sha, shop.message))?;
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/github"))
         .header("content-type", "application/json")
         .header("x-github-event", "push")
-        .header("x-github-delivery", format!("demo-{}", &sha[..12]))
+        .header("x-github-delivery", format!("demo-{}", &shop.sha[..12]))
         .header(
             "x-hub-signature-256",
             webhook_intake::webhook::sign(SECRET.as_bytes(), &body),
@@ -150,17 +193,26 @@ pub async fn run(fail: bool, ui: Arc<Ui>) -> anyhow::Result<()> {
     let reply: serde_json::Value = response.json().await.unwrap_or_default();
     ui.event(&format!(
         "webhook push {} → {} {}",
-        &sha[..7],
+        shop.short_sha(),
         status.as_u16(),
         reply["message"].as_str().unwrap_or("")
     ));
     if status.as_u16() != 202 {
         bail!("the webhook was not accepted");
     }
+    Ok(())
+}
 
+/// Pumps the pipeline a step at a time, telling each step, until the story ends (its closing
+/// line) or goes wrong, for a minute at most.
+async fn follow_the_story(stack: &Stack, production: &Path, ui: &Ui) -> Ending {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut build_id: Option<String> = None;
-    let mut outcome: Option<anyhow::Result<&str>> = None;
+    let mut narrator = Narrator {
+        stack,
+        production,
+        ui,
+        build_id: None,
+    };
     loop {
         for stage in 0..3 {
             match stage {
@@ -169,72 +221,106 @@ pub async fn run(fail: bool, ui: Arc<Ui>) -> anyhow::Result<()> {
                 _ => stack.step_deploys().await,
             }
             // Tell each step of the story, then let the notifier show it in the chat.
-            for n in stack.pending_notifications() {
-                match n.kind {
-                    NotificationKind::BuildStarted => {
-                        build_id = stack.runner.latest_build();
-                        ui.event(&format!(
-                            "build started on the local runner ({})",
-                            build_id.as_deref().unwrap_or("?")
-                        ));
-                    }
-                    NotificationKind::BuildSucceeded | NotificationKind::BuildFailed => {
-                        if let Some(id) = &build_id {
-                            ui.log_tail(&stack.runner.log_tail(id, 6));
-                        }
-                        let word = if n.kind == NotificationKind::BuildSucceeded {
-                            "succeeded"
-                        } else {
-                            "failed"
-                        };
-                        ui.event(&format!(
-                            "build {word}{}",
-                            n.facts
-                                .reason
-                                .as_deref()
-                                .map(|r| format!(": {r}"))
-                                .unwrap_or_default()
-                        ));
-                        if n.kind == NotificationKind::BuildFailed {
-                            outcome = Some(Ok(
-                                "the story is complete: the failure is on the commit status and in the chat; nothing was deployed",
-                            ));
-                        }
-                    }
-                    NotificationKind::DeployStarted => ui.event(&format!(
-                        "deploying to {}",
-                        n.facts.target.as_deref().unwrap_or("?")
-                    )),
-                    NotificationKind::DeploySucceeded => {
-                        let live = std::fs::read_to_string(&production).unwrap_or_default();
-                        ui.event(&format!(
-                            "released: production now runs {}",
-                            live.lines().last().unwrap_or("?")
-                        ));
-                        outcome = Some(Ok(
-                            "the story is complete: pushed, built, reported, released, told",
-                        ));
-                    }
-                    NotificationKind::DeployFailed | NotificationKind::DeploySkipped => {
-                        outcome = Some(Err(anyhow::anyhow!(
-                            "the deploy did not go through: {}",
-                            n.facts.reason.clone().unwrap_or_default()
-                        )));
-                    }
-                    _ => {}
-                }
-            }
+            let ending = narrator.tell_pending();
             stack.step_notify().await;
-            if let Some(outcome) = outcome.take() {
-                server.abort();
-                let message = outcome?;
-                ui.done(message);
-                return Ok(());
+            if let Some(ending) = ending {
+                return ending;
             }
         }
         if Instant::now() > deadline {
             bail!("the story did not complete within a minute");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An ending of the story: the closing line, or what went wrong.
+type Ending = anyhow::Result<&'static str>;
+
+/// Tells the story from the notifications on their way to the chat.
+struct Narrator<'a> {
+    stack: &'a Stack,
+    production: &'a Path,
+    ui: &'a Ui,
+    /// The build the story follows, once it has started.
+    build_id: Option<String>,
+}
+
+impl Narrator<'_> {
+    /// Tells every notification waiting for the notifier; the ending, if one of them was the
+    /// last (the later wins when several are).
+    fn tell_pending(&mut self) -> Option<Ending> {
+        let mut ending = None;
+        for n in self.stack.pending_notifications() {
+            if let Some(end) = self.tell(&n) {
+                ending = Some(end);
+            }
+        }
+        ending
+    }
+
+    fn tell(&mut self, n: &Notification) -> Option<Ending> {
+        match n.kind {
+            NotificationKind::BuildStarted => {
+                self.build_started();
+                None
+            }
+            NotificationKind::BuildSucceeded | NotificationKind::BuildFailed => {
+                self.build_finished(n)
+            }
+            NotificationKind::DeployStarted => {
+                self.ui.event(&format!(
+                    "deploying to {}",
+                    n.facts.target.as_deref().unwrap_or("?")
+                ));
+                None
+            }
+            NotificationKind::DeploySucceeded => Some(Ok(self.released())),
+            NotificationKind::DeployFailed | NotificationKind::DeploySkipped => {
+                Some(Err(anyhow::anyhow!(
+                    "the deploy did not go through: {}",
+                    n.facts.reason.clone().unwrap_or_default()
+                )))
+            }
+            _ => None,
+        }
+    }
+
+    fn build_started(&mut self) {
+        self.build_id = self.stack.runner.latest_build();
+        self.ui.event(&format!(
+            "build started on the local runner ({})",
+            self.build_id.as_deref().unwrap_or("?")
+        ));
+    }
+
+    /// The end of the build's log and its result; a failed build ends the story.
+    fn build_finished(&self, n: &Notification) -> Option<Ending> {
+        if let Some(id) = &self.build_id {
+            self.ui.log_tail(&self.stack.runner.log_tail(id, 6));
+        }
+        let failed = n.kind == NotificationKind::BuildFailed;
+        let word = if failed { "failed" } else { "succeeded" };
+        self.ui.event(&format!(
+            "build {word}{}",
+            n.facts
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ));
+        failed.then_some(Ok(
+            "the story is complete: the failure is on the commit status and in the chat; nothing was deployed",
+        ))
+    }
+
+    /// What production runs now, as the release command wrote it.
+    fn released(&self) -> &'static str {
+        let live = std::fs::read_to_string(self.production).unwrap_or_default();
+        self.ui.event(&format!(
+            "released: production now runs {}",
+            live.lines().last().unwrap_or("?")
+        ));
+        "the story is complete: pushed, built, reported, released, told"
     }
 }
