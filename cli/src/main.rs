@@ -159,7 +159,9 @@ async fn main() -> ExitCode {
             sentry,
             file,
         } => commands::sign::run(secret, secret_env, sentry, &file),
-        Command::Dlq(DlqCommand::List { queue_url, json }) => commands::dlq::list(&queue_url, json).await,
+        Command::Dlq(DlqCommand::List { queue_url, json }) => {
+            commands::dlq::list(&queue_url, json).await
+        }
         Command::Dlq(DlqCommand::Redrive {
             queue_url,
             to,

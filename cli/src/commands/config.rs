@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use shared::config::Config;
 
-use crate::ui::Ui;
 use crate::INVALID_CONFIG;
+use crate::ui::Ui;
 
 fn load_config(file: &Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(file)
@@ -19,12 +19,7 @@ fn load_config(file: &Path) -> Result<Config, String> {
 /// More projects than the template's role can name (see `RunTheListedProjects` there).
 const MAX_CODEBUILD_PROJECTS: usize = 16;
 
-pub fn check(
-    file: &Path,
-    secrets: Option<&Path>,
-    json: bool,
-    ui: &Ui,
-) -> ExitCode {
+pub fn check(file: &Path, secrets: Option<&Path>, json: bool, ui: &Ui) -> ExitCode {
     let checked = load_config(file).and_then(|config| {
         if let Some(path) = secrets {
             shared::secrets::Secrets::from_file(path)
@@ -106,4 +101,3 @@ pub async fn push(file: &Path, param: &str, ui: &Ui) -> anyhow::Result<()> {
     ));
     Ok(())
 }
-

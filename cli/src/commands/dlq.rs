@@ -124,4 +124,3 @@ pub async fn redrive(queue_url: &str, to: &str, json: bool, ui: &Ui) -> anyhow::
     ));
     Ok(())
 }
-
