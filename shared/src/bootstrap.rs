@@ -85,6 +85,13 @@ impl Bootstrap {
         var(var_name).unwrap_or_else(|| public.to_string())
     }
 
+    /// Puts a received SQS message back for later (a wait, a rate limit).
+    pub fn redelivery(&self) -> Arc<dyn crate::ports::Redelivery> {
+        Arc::new(crate::adapters::sqs::SqsRedelivery::new(
+            aws_sdk_sqs::Client::new(&self.aws),
+        ))
+    }
+
     /// The one HTTP client of a function: rustls, and timeouts inside a batch's deadline margin
     /// (`crate::http::CALL_TIMEOUT`).
     pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use build_dispatch::codebuild::aws::CodeBuild;
 use build_dispatch::{Deps, handle};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::adapters::sqs::SqsRedelivery;
 use shared::batch::deadline_from_epoch_ms;
 use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
 use shared::ports::SystemClock;
@@ -22,7 +21,7 @@ async fn main() -> Result<(), Error> {
         state: boot.state_store()?,
         deploys: boot.queue(DEPLOY_QUEUE_URL)?,
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
-        redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
+        redelivery: boot.redelivery(),
         dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
         clock: Arc::new(SystemClock),
         region: boot.region(),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use deploy_promotion::targets::{Heroku, Hook, Targets};
 use deploy_promotion::{Deps, Follow, handle_batch};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::adapters::sqs::SqsRedelivery;
 use shared::batch::deadline_from_epoch_ms;
 use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL, NOTIFY_QUEUE_URL};
 use shared::ports::SystemClock;
@@ -34,7 +33,7 @@ async fn main() -> Result<(), Error> {
         }),
         state: boot.state_store()?,
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
-        redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
+        redelivery: boot.redelivery(),
         dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
         clock: Arc::new(SystemClock),
         follow: Follow::default(),

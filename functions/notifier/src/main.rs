@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use notifier::{Deps, channels_from_config, handle_batch};
-use shared::adapters::sqs::SqsRedelivery;
 use shared::batch::deadline_from_epoch_ms;
 use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL};
 use shared::ports::SystemClock;
@@ -25,7 +24,7 @@ async fn main() -> Result<(), Error> {
             ),
         )?,
         state: boot.state_store()?,
-        redelivery: Arc::new(SqsRedelivery::new(aws_sdk_sqs::Client::new(&boot.aws))),
+        redelivery: boot.redelivery(),
         dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
         clock: Arc::new(SystemClock),
         config: boot.config.clone(),
