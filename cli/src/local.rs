@@ -255,6 +255,7 @@ impl Wiring {
             notify: self.notify.clone(),
             redelivery: self.redelivery.clone(),
             dead_letters: None,
+            event_dead_letters: None,
             clock: self.clock.clone(),
             region: "local".into(),
         }

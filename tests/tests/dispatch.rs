@@ -101,6 +101,7 @@ async fn stack(codebuild_endpoint: Option<String>) -> Stack {
         notify: Arc::new(SqsQueue::new(sqs.clone(), &notify_url)),
         redelivery: Arc::new(SqsRedelivery::new(sqs)),
         dead_letters: None,
+        event_dead_letters: None,
         clock: Arc::new(SystemClock),
         region: aws::REGION.into(),
     };

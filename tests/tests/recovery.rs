@@ -432,6 +432,7 @@ async fn stack() -> Stack {
         notify: Arc::new(MemoryQueue::standard()),
         redelivery: Arc::new(MemoryRedelivery::default()),
         dead_letters: None,
+        event_dead_letters: None,
         clock: clock.clone(),
         region: "us-east-1".into(),
     };

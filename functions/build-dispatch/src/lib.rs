@@ -39,6 +39,9 @@ pub struct Deps {
     /// The source queue's dead-letter queue: poison messages and messages that failed too
     /// often go there at once, with their reason.
     pub dead_letters: Option<Arc<dyn Queue>>,
+    /// build-events' dead-letter queue (a standard queue, as build-events is): a CodeBuild
+    /// event that can never succeed goes there.
+    pub event_dead_letters: Option<Arc<dyn Queue>>,
     pub clock: Arc<dyn Clock>,
     /// The AWS region, for console links before CloudWatch's deep link is known.
     pub region: String,
@@ -70,7 +73,7 @@ pub async fn handle_batch(
         deps.state.as_ref(),
         deps.clock.as_ref(),
     )
-    .dead_letters(deps.dead_letters.as_deref())
+    .dead_letters(dead_letters_for(deps, event))
     .deadline(deadline);
     batch::process(event, &ctx, |message| async move {
         handle_message(deps, &message)
@@ -78,6 +81,21 @@ pub async fn handle_batch(
             .unwrap_or_else(Outcome::from)
     })
     .await
+}
+
+/// The dead-letter queue of the queue the batch came from: one event source mapping sends one
+/// queue's messages, and a FIFO queue's DLQ is FIFO (builds.fifo), a standard queue's standard
+/// (build-events).
+fn dead_letters_for<'a>(deps: &'a Deps, event: &SqsEvent) -> Option<&'a dyn Queue> {
+    let from_fifo = event
+        .records
+        .first()
+        .is_some_and(|m| m.attributes.contains_key("MessageGroupId"));
+    if from_fifo {
+        deps.dead_letters.as_deref()
+    } else {
+        deps.event_dead_letters.as_deref()
+    }
 }
 
 /// Routes a message by what it is: a CodeBuild event from `build-events`, else a

@@ -23,6 +23,7 @@ async fn main() -> Result<(), Error> {
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
         redelivery: boot.redelivery(),
         dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
+        event_dead_letters: boot.optional_queue("EVENTS_DEAD_LETTER_QUEUE_URL"),
         clock: Arc::new(SystemClock),
         region: boot.region(),
         config: boot.config.clone(),

@@ -124,6 +124,7 @@ async fn harness() -> Harness {
         notify: notify.clone(),
         redelivery: Arc::new(MemoryRedelivery::default()),
         dead_letters: None,
+        event_dead_letters: None,
         clock: clock.clone(),
         region: "eu-west-1".into(),
     };
@@ -829,4 +830,46 @@ async fn a_github_call_that_hangs_costs_only_its_message_and_nothing_runs_twice(
     let started_kinds: Vec<_> = notifications(&h).into_iter().map(|(k, _)| k).collect();
     assert_eq!(started_kinds, vec![NotificationKind::BuildStarted; 3]);
     assert!(dead_letters.is_empty(), "nothing lost");
+}
+
+// build-dispatch reads two queues: builds.fifo, whose DLQ is FIFO, and build-events, a standard
+// queue whose DLQ is standard. A message that can never succeed goes to its own queue's DLQ.
+#[tokio::test]
+async fn a_hopeless_message_goes_to_the_dead_letter_queue_of_the_queue_it_came_from() {
+    let mut h = harness().await;
+    let (fifo_dlq, events_dlq) = (
+        Arc::new(MemoryQueue::fifo()),
+        Arc::new(MemoryQueue::standard()),
+    );
+    h.deps.dead_letters = Some(fifo_dlq.clone());
+    h.deps.event_dead_letters = Some(events_dlq.clone());
+    let broken_event = r#"{"source": "aws.codebuild", "detail-type": 7}"#;
+    let from_events = shared::batch::sqs_event(
+        "arn:aws:sqs:us-east-1:123456789012:build-events",
+        &[(broken_event, None)],
+    );
+    let failed = handle_batch(&h.deps, &from_events, None).await;
+    assert!(
+        failed.batch_item_failures.is_empty(),
+        "dead-lettered, so deleted"
+    );
+    let dead = events_dlq.drain();
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("malformed CodeBuild event"),
+        "{:?}",
+        dead[0].reason
+    );
+    assert!(fifo_dlq.is_empty());
+
+    let failed = run(&h, &["not json".to_string()]).await;
+    assert!(failed.is_empty());
+    let dead = fifo_dlq.drain();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].group_id.as_deref(), Some("g-0"));
+    assert!(events_dlq.is_empty());
 }

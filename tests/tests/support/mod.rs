@@ -433,6 +433,7 @@ struct Wiring<'a> {
     state: Arc<DynamoStateStore>,
     http: reqwest::Client,
     builds: &'a QueuePair,
+    events: &'a QueuePair,
     deploys: &'a QueuePair,
     notify: &'a QueuePair,
     github: &'a Fake,
@@ -483,6 +484,7 @@ impl Wiring<'_> {
             notify: notify_queue.clone(),
             redelivery: redelivery.clone(),
             dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.builds.dlq))),
+            event_dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.events.dlq))),
             clock: clock.clone(),
             region: aws::REGION.into(),
         };
@@ -572,6 +574,7 @@ impl Pipeline {
             state,
             http,
             builds: &builds,
+            events: &events,
             deploys: &deploys,
             notify: &notify,
             github: &github,
