@@ -8,18 +8,13 @@ use shared::ports::CommitState;
 use crate::codebuild::{BuildInfo, BuildStatus};
 use crate::plan::{VAR_BRANCH, VAR_DELIVERY, VAR_PR, VAR_REPO, VAR_SHA};
 
-/// How far a run got: CodeBuild's own statuses, and the two ends only shipline knows of.
+/// How far a run got: CodeBuild's own status, or one of the two ends only shipline knows of.
 /// Stored as CodeBuild spells its statuses (`IN_PROGRESS`, `TIMED_OUT`, ...), so records written
 /// when this was a string still read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(try_from = "String", into = "String")]
 pub enum RunStatus {
-    InProgress,
-    Succeeded,
-    Failed,
-    Fault,
-    TimedOut,
-    Stopped,
+    Build(BuildStatus),
     /// Stopped by shipline because a newer commit of its line of work arrived.
     Superseded,
     /// CodeBuild never told the end of it; the sweep gave up waiting.
@@ -27,16 +22,21 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    pub const IN_PROGRESS: Self = Self::Build(BuildStatus::InProgress);
+
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::InProgress => "IN_PROGRESS",
-            Self::Succeeded => "SUCCEEDED",
-            Self::Failed => "FAILED",
-            Self::Fault => "FAULT",
-            Self::TimedOut => "TIMED_OUT",
-            Self::Stopped => "STOPPED",
+            Self::Build(status) => status.as_str(),
             Self::Superseded => "SUPERSEDED",
             Self::Lost => "LOST",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "SUPERSEDED" => Some(Self::Superseded),
+            "LOST" => Some(Self::Lost),
+            other => BuildStatus::parse(other).map(Self::Build),
         }
     }
 }
@@ -49,14 +49,20 @@ impl std::fmt::Display for RunStatus {
 
 impl From<BuildStatus> for RunStatus {
     fn from(status: BuildStatus) -> Self {
-        match status {
-            BuildStatus::InProgress => Self::InProgress,
-            BuildStatus::Succeeded => Self::Succeeded,
-            BuildStatus::Failed => Self::Failed,
-            BuildStatus::Fault => Self::Fault,
-            BuildStatus::TimedOut => Self::TimedOut,
-            BuildStatus::Stopped => Self::Stopped,
-        }
+        Self::Build(status)
+    }
+}
+
+impl From<RunStatus> for String {
+    fn from(status: RunStatus) -> String {
+        status.as_str().to_string()
+    }
+}
+
+impl TryFrom<String> for RunStatus {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text).ok_or_else(|| format!("not a run status: {text}"))
     }
 }
 
@@ -105,7 +111,7 @@ pub struct FinalStatus {
 
 impl Run {
     pub fn is_final(&self) -> bool {
-        self.status != RunStatus::InProgress
+        self.status != RunStatus::IN_PROGRESS
     }
 
     pub fn from_request(request: &BuildRequest, build: &BuildInfo, now: i64) -> Self {
@@ -149,7 +155,7 @@ impl Run {
             started_at: now,
             timeout_minutes: build.timeout_minutes.unwrap_or(60),
             log_url: build.log_url.clone(),
-            status: RunStatus::InProgress,
+            status: RunStatus::IN_PROGRESS,
             superseded_by: None,
             final_status: None,
         }
@@ -192,7 +198,7 @@ impl Run {
             started_at: now,
             timeout_minutes: build.timeout_minutes.unwrap_or(60),
             log_url: build.log_url.clone(),
-            status: RunStatus::InProgress,
+            status: RunStatus::IN_PROGRESS,
             superseded_by: None,
             final_status: None,
         })
@@ -224,12 +230,12 @@ mod tests {
     #[test]
     fn run_statuses_keep_the_spelling_stored_records_have() {
         let spelled = [
-            (RunStatus::InProgress, "IN_PROGRESS"),
-            (RunStatus::Succeeded, "SUCCEEDED"),
-            (RunStatus::Failed, "FAILED"),
-            (RunStatus::Fault, "FAULT"),
-            (RunStatus::TimedOut, "TIMED_OUT"),
-            (RunStatus::Stopped, "STOPPED"),
+            (RunStatus::Build(BuildStatus::InProgress), "IN_PROGRESS"),
+            (RunStatus::Build(BuildStatus::Succeeded), "SUCCEEDED"),
+            (RunStatus::Build(BuildStatus::Failed), "FAILED"),
+            (RunStatus::Build(BuildStatus::Fault), "FAULT"),
+            (RunStatus::Build(BuildStatus::TimedOut), "TIMED_OUT"),
+            (RunStatus::Build(BuildStatus::Stopped), "STOPPED"),
             (RunStatus::Superseded, "SUPERSEDED"),
             (RunStatus::Lost, "LOST"),
         ];
