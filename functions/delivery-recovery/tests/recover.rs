@@ -22,8 +22,9 @@ use shared::ports::{
 };
 use shared::records::StateKey;
 
-const PUSH: &[u8] = include_bytes!("../testdata/github-push.json");
-const PR_OPENED: &[u8] = include_bytes!("../testdata/github-pull_request-opened.json");
+const PUSH: &[u8] = include_bytes!("../../webhook-intake/testdata/github-push.json");
+const PR_OPENED: &[u8] =
+    include_bytes!("../../webhook-intake/testdata/github-pull_request-opened.json");
 const HELLO: &str = "Codertocat/Hello-World";
 const OTHER: &str = "Codertocat/Other";
 const PUSH_SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
