@@ -26,6 +26,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = sentry::parse_integration(resource, body);
     let _ = sentry::parse_legacy(body);
     if let Ok(text) = std::str::from_utf8(body) {
-        let _ = sentry::token_matches(text, "a token");
+        let _ = shared::signature::token_matches(text, "a token");
     }
 });
