@@ -540,8 +540,10 @@ impl Pipeline {
         let pair = |name: &'static str, fifo: bool| {
             let sdk = sdk.clone();
             async move {
+                // maxReceiveCount 100, as in template.yaml: only a backstop, since the functions
+                // count real failures themselves and waits do not count.
                 let (url, dlq) =
-                    aws::create_queue_with_dlq(&sdk, &e2e::unique(name), fifo, 5).await;
+                    aws::create_queue_with_dlq(&sdk, &e2e::unique(name), fifo, 100).await;
                 QueuePair { url, dlq }
             }
         };
