@@ -80,9 +80,12 @@ impl Outcome {
     }
 }
 
-/// Real failures of one message before the function sends it to its dead-letter queue itself.
-/// SQS's `maxReceiveCount` (100 in the template) is only a backstop: waits do not count here.
-pub const MAX_FAILURES: u32 = 5;
+/// Real failures of one message before the function sends it to its dead-letter queue itself:
+/// about half an hour of retries at the stack's three-minute visibility timeout. Five, AWS's
+/// usual advice, dead-lettered one deploy in a thousand-webhook run with one call in nine
+/// failing (a deploy makes about seven calls and retries re-check the order guard). SQS's
+/// `maxReceiveCount` (100 in the template) is only a backstop: waits do not count here.
+pub const MAX_FAILURES: u32 = 10;
 
 /// A batch stops starting messages when less than this is left of the invocation: longer than
 /// any one outbound call may take (HTTP clients time out after 10 s, AWS calls after 8 s).
@@ -453,7 +456,9 @@ mod tests {
         let dead = f.dlq.drain();
         assert_eq!(
             dead[0].reason.as_deref(),
-            Some("failed 5 times; the last: GitHub unavailable: 502")
+            Some(
+                format!("failed {MAX_FAILURES} times; the last: GitHub unavailable: 502").as_str()
+            )
         );
     }
 

@@ -67,7 +67,7 @@ fn alert_title(issue: usize) -> String {
 
 /// How often the fakes fail, by `SHIPLINE_FAULT_RATE`: about one call in nine (the default,
 /// far worse than these services on a bad day) or one in sixteen. Rate limits are waits and
-/// never count; a message is dead-lettered only after five real failures (500s, timeouts),
+/// never count; a message is dead-lettered only after ten real failures (500s, timeouts),
 /// which a deploy's seven calls, resumed where they failed, practically never reach.
 fn faults() -> Faults {
     let (server_error_every, rate_limit_every, timeout_every) =
