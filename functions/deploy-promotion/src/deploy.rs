@@ -50,6 +50,10 @@ pub(crate) async fn deploy(
         None => match order_guard(deps, request, live.as_ref()).await? {
             Verdict::Release => deploy.begin().await?,
             Verdict::Skip(reason) => return Ok(deploy.skip(reason).await),
+            // A second request for what is live (build-dispatch's finalize retried after
+            // SQS's five-minute deduplication window): the chat's story already says Live,
+            // and "skipped" after it would be wrong.
+            Verdict::AlreadyLive(reason) => return Ok(Outcome::Skipped(reason)),
         },
     };
     if !progress.announced {
@@ -74,6 +78,8 @@ enum Verdict {
     Release,
     /// Not released, on purpose, and the reason.
     Skip(String),
+    /// This very commit is live already: nothing to do and nothing to tell.
+    AlreadyLive(String),
 }
 
 /// Deploy only the head of the branch, and never a commit behind what is live.
@@ -85,7 +91,7 @@ async fn order_guard(
     if let Some(live) = live
         && live.sha == request.sha
     {
-        return Ok(Verdict::Skip(format!(
+        return Ok(Verdict::AlreadyLive(format!(
             "{} is already live",
             request.sha.short()
         )));

@@ -793,3 +793,38 @@ async fn poison_is_dead_lettered_at_once_with_its_reason_and_the_next_deploy_goe
     );
     assert_eq!(h.deployment_statuses().await.last().unwrap().0, "success");
 }
+
+// SQS forgets a FIFO deduplication id after five minutes (and moto as soon as the message is
+// deleted), so build-dispatch's finalize, retried late, can request the same deploy twice.
+#[tokio::test]
+async fn a_second_request_for_the_live_commit_releases_nothing_and_tells_nobody() {
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    h.heroku_releases("succeeded", None).await;
+    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
+    let story: Vec<_> = h.kinds().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        story,
+        vec![
+            NotificationKind::DeployStarted,
+            NotificationKind::DeploySucceeded
+        ]
+    );
+
+    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
+    let patches = h
+        .heroku
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .count();
+    assert_eq!(patches, 1, "released once");
+    assert!(h.kinds().is_empty(), "the chat's story still ends on Live");
+    assert_eq!(
+        h.deployment_statuses().await.len(),
+        2,
+        "no second deployment"
+    );
+}
