@@ -100,6 +100,7 @@ pub async fn finalize(
         run.final_status = Some(FinalStatus {
             state: verdict.state,
             description: verdict.description.clone(),
+            at: Some(deps.clock.rfc3339()),
         });
         records::save_run(state, &run, now).await?;
     }

@@ -43,6 +43,7 @@ pub async fn post_status(
                 messages::build_thread_key(repo, sha),
                 channels,
                 facts,
+                deps.clock.rfc3339(),
             )
             .await;
             Ok(())
@@ -68,12 +69,19 @@ pub async fn notify(
 ) {
     let mut facts = run.facts();
     extra(&mut facts);
+    // A result is dated when it was recorded, not when a retry gets to tell it.
+    let at = run
+        .final_status
+        .as_ref()
+        .and_then(|f| f.at.clone())
+        .unwrap_or_else(|| deps.clock.rfc3339());
     send_notification(
         deps,
         kind,
         messages::build_thread_key(&run.repo, &run.sha),
         channels.to_vec(),
         facts,
+        at,
     )
     .await;
 }
@@ -85,6 +93,7 @@ async fn send_notification(
     thread_key: String,
     channels: Vec<String>,
     facts: Facts,
+    at: String,
 ) {
     if channels.is_empty() {
         return;
@@ -95,7 +104,7 @@ async fn send_notification(
         thread_key,
         channels,
         facts,
-        at: deps.clock.rfc3339(),
+        at,
     };
     if let Err(e) = deps
         .notify

@@ -107,6 +107,10 @@ pub struct Run {
 pub struct FinalStatus {
     pub state: CommitState,
     pub description: String,
+    /// When the result was recorded (RFC 3339): the time of its chat notification, however
+    /// late a retry sends it, so that it never overtakes the deploy's story in the thread.
+    #[serde(default)]
+    pub at: Option<String>,
 }
 
 impl Run {
