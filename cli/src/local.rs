@@ -17,6 +17,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use notifier::chat::ChatChannel;
 use shared::adapters::memory::{MemoryQueue, MemoryRedelivery, MemoryStateStore};
+use shared::batch::Handoff;
 use shared::config::{Channel, Config};
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{self, Notification};
@@ -253,8 +254,10 @@ impl Wiring {
             state: self.state.clone(),
             deploys,
             notify: self.notify.clone(),
-            redelivery: self.redelivery.clone(),
-            dead_letters: None,
+            handoff: Handoff {
+                redelivery: self.redelivery.clone(),
+                dead_letters: None,
+            },
             event_dead_letters: None,
             clock: self.clock.clone(),
             region: "local".into(),
@@ -273,8 +276,10 @@ impl Wiring {
             }),
             state: self.state.clone(),
             notify: self.notify.clone(),
-            redelivery: self.redelivery.clone(),
-            dead_letters: None,
+            handoff: Handoff {
+                redelivery: self.redelivery.clone(),
+                dead_letters: None,
+            },
             clock: self.clock.clone(),
             follow: deploy_promotion::Follow::default(),
         }
@@ -285,8 +290,10 @@ impl Wiring {
             config: self.config.clone(),
             channels,
             state: self.state.clone(),
-            redelivery: self.redelivery.clone(),
-            dead_letters: None,
+            handoff: Handoff {
+                redelivery: self.redelivery.clone(),
+                dead_letters: None,
+            },
             clock: self.clock.clone(),
         }
     }

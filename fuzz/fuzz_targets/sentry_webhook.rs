@@ -21,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let resource = RESOURCES[selector as usize % RESOURCES.len()];
     let signature = sentry::sign(SECRET, body);
-    let _ = sentry::verify_signature(SECRET, body, Some(&signature));
-    let _ = sentry::verify_signature(SECRET, body, std::str::from_utf8(body).ok());
+    let _ = sentry::SIGNATURE.verify(SECRET, body, Some(&signature));
+    let _ = sentry::SIGNATURE.verify(SECRET, body, std::str::from_utf8(body).ok());
     let _ = sentry::parse_integration(resource, body);
     let _ = sentry::parse_legacy(body);
     if let Ok(text) = std::str::from_utf8(body) {

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -80,6 +81,24 @@ impl Outcome {
     }
 }
 
+/// A handler's answer: an outcome, or an error that becomes one through the function's own
+/// `From<Error> for Outcome`, the one place where its errors are mapped.
+impl<E: Into<Outcome>> From<Result<Outcome, E>> for Outcome {
+    fn from(result: Result<Outcome, E>) -> Self {
+        result.unwrap_or_else(Into::into)
+    }
+}
+
+/// Where a queue function hands a message it has not finished: back to its queue after a
+/// wait, or to the queue's dead-letter queue. Every queue function's `Deps` holds one.
+#[derive(Clone)]
+pub struct Handoff {
+    pub redelivery: Arc<dyn Redelivery>,
+    /// The source queue's dead-letter queue: messages that can never succeed, and those that
+    /// failed [`MAX_FAILURES`] times, go there at once with their reason.
+    pub dead_letters: Option<Arc<dyn Queue>>,
+}
+
 /// Real failures of one message before the function sends it to its dead-letter queue itself:
 /// about half an hour of retries at the stack's three-minute visibility timeout. Five, AWS's
 /// usual advice, dead-lettered one deploy in a thousand-webhook run with one call in nine
@@ -126,6 +145,19 @@ impl<'a> BatchContext<'a> {
         }
     }
 
+    /// The context of a queue function's batch: its handoff, its failure counts and clock, and
+    /// the invocation's deadline.
+    pub fn of(
+        handoff: &'a Handoff,
+        failures: &'a dyn StateStore,
+        clock: &'a dyn Clock,
+        deadline: Option<Instant>,
+    ) -> Self {
+        Self::new(handoff.redelivery.as_ref(), failures, clock)
+            .dead_letters(handoff.dead_letters.as_deref())
+            .deadline(deadline)
+    }
+
     pub fn dead_letters(mut self, queue: Option<&'a dyn Queue>) -> Self {
         self.dead_letters = queue;
         self
@@ -157,7 +189,7 @@ pub async fn process<F, Fut>(
 ) -> SqsBatchResponse
 where
     F: FnMut(SqsMessage) -> Fut,
-    Fut: Future<Output = Outcome>,
+    Fut: Future<Output: Into<Outcome>>,
 {
     let mut response = SqsBatchResponse::default();
     // A FIFO group whose message failed: later messages of that group must not overtake it.
@@ -183,7 +215,8 @@ where
             response.add_failure(id);
             continue;
         }
-        let work = handle(message.clone()).instrument(span.clone());
+        let answer = handle(message.clone());
+        let work = async move { Into::<Outcome>::into(answer.await) }.instrument(span.clone());
         let outcome = match left {
             // A twelfth of the margin to report and answer after the cut.
             Some(left) => tokio::time::timeout(left.saturating_sub(ctx.margin / 12), work)

@@ -85,11 +85,15 @@ impl Bootstrap {
         var(var_name).unwrap_or_else(|| public.to_string())
     }
 
-    /// Puts a received SQS message back for later (a wait, a rate limit).
-    pub fn redelivery(&self) -> Arc<dyn crate::ports::Redelivery> {
-        Arc::new(crate::adapters::sqs::SqsRedelivery::new(
-            aws_sdk_sqs::Client::new(&self.aws),
-        ))
+    /// A queue function's handoff: its queue's messages are put back for later with SQS
+    /// (a wait, a rate limit), and dead-lettered to `DEAD_LETTER_QUEUE_URL` when it is set.
+    pub fn handoff(&self) -> crate::batch::Handoff {
+        crate::batch::Handoff {
+            redelivery: Arc::new(crate::adapters::sqs::SqsRedelivery::new(
+                aws_sdk_sqs::Client::new(&self.aws),
+            )),
+            dead_letters: self.optional_queue(DEAD_LETTER_QUEUE_URL),
+        }
     }
 
     /// The one HTTP client of a function: rustls, and timeouts inside a batch's deadline margin
@@ -222,4 +226,23 @@ async fn load_secrets(aws: &aws_config::SdkConfig) -> Result<Secrets, BootstrapE
         )));
     };
     Ok(Secrets::from_secrets_manager(&aws_sdk_secretsmanager::Client::new(aws), &arn).await?)
+}
+
+/// Serves an event function on Lambda's Runtime API: each event goes to `handler` with the
+/// instant the invocation must have answered by, so batches can keep their deadline.
+#[cfg(feature = "event-function")]
+pub async fn serve<E, R, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    E: serde::de::DeserializeOwned,
+    R: serde::Serialize,
+    F: Fn(E, std::time::Instant) -> Fut,
+    Fut: Future<Output = Result<R, lambda_runtime::Error>>,
+{
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |event: lambda_runtime::LambdaEvent<E>| {
+            let deadline = crate::batch::deadline_from_epoch_ms(event.context.deadline);
+            handler(event.payload, deadline)
+        },
+    ))
+    .await
 }

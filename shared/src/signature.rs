@@ -16,6 +16,57 @@ pub fn sign_hex(key: &[u8], body: &[u8]) -> String {
     hex::encode(mac(key, body).finalize().into_bytes())
 }
 
+/// A header that carries a body's HMAC-SHA256: its name as the service spells it, and what
+/// stands before the hex digits (`sha256=` for GitHub, nothing for Sentry).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SignedHeader {
+    pub name: &'static str,
+    pub prefix: &'static str,
+}
+
+/// Why a request's signature was refused; each names its header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("missing {} header", .0.name)]
+    Missing(&'static SignedHeader),
+    #[error("{} is not {}64 hex digits", .0.name, .0.prefix_and())]
+    Malformed(&'static SignedHeader),
+    #[error("{} does not match the body", .0.name)]
+    Mismatch(&'static SignedHeader),
+}
+
+impl SignedHeader {
+    /// The header value the service would send for `body` signed with `key`.
+    pub fn sign(&self, key: &[u8], body: &[u8]) -> String {
+        format!("{}{}", self.prefix, sign_hex(key, body))
+    }
+
+    fn prefix_and(&self) -> String {
+        if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("`{}` and ", self.prefix)
+        }
+    }
+
+    /// Checks the header's value (`None` when absent) against the raw body, in constant time.
+    pub fn verify(
+        &'static self,
+        key: &[u8],
+        body: &[u8],
+        value: Option<&str>,
+    ) -> Result<(), SignatureError> {
+        let value = value.ok_or(SignatureError::Missing(self))?.trim();
+        let hex_digits = value
+            .strip_prefix(self.prefix)
+            .ok_or(SignatureError::Malformed(self))?;
+        verify_hex(key, body, hex_digits).map_err(|e| match e {
+            HexMismatch::Malformed => SignatureError::Malformed(self),
+            HexMismatch::Mismatch => SignatureError::Mismatch(self),
+        })
+    }
+}
+
 /// Why a hex signature was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HexMismatch {

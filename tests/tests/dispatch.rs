@@ -11,6 +11,7 @@ use e2e::runtime_api::{Outcome, RuntimeApi};
 use serde_json::{Value, json};
 use shared::adapters::dynamodb::DynamoStateStore;
 use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
+use shared::batch::Handoff;
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{self, DeployRequest, Notification, NotificationKind};
@@ -99,8 +100,10 @@ async fn stack(codebuild_endpoint: Option<String>) -> Stack {
         state,
         deploys: Arc::new(SqsQueue::new(sqs.clone(), &deploys_url)),
         notify: Arc::new(SqsQueue::new(sqs.clone(), &notify_url)),
-        redelivery: Arc::new(SqsRedelivery::new(sqs)),
-        dead_letters: None,
+        handoff: Handoff {
+            redelivery: Arc::new(SqsRedelivery::new(sqs)),
+            dead_letters: None,
+        },
         event_dead_letters: None,
         clock: Arc::new(SystemClock),
         region: aws::REGION.into(),

@@ -10,6 +10,7 @@ use e2e::aws;
 use serde_json::json;
 use shared::adapters::dynamodb::DynamoStateStore;
 use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
+use shared::batch::Handoff;
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{self, DeployRequest, Notification, NotificationKind};
@@ -174,8 +175,10 @@ fn promotion(
         }),
         state,
         notify: Arc::new(SqsQueue::new(sqs.clone(), notify_url)),
-        redelivery: Arc::new(SqsRedelivery::new(sqs)),
-        dead_letters: None,
+        handoff: Handoff {
+            redelivery: Arc::new(SqsRedelivery::new(sqs)),
+            dead_letters: None,
+        },
         clock: Arc::new(SystemClock),
         follow: deploy_promotion::Follow { interval: Duration::from_millis(10), budget: Duration::from_secs(2) },
     }

@@ -15,6 +15,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use shared::adapters::memory::{MemoryQueue, MemoryRedelivery, MemoryStateStore};
+use shared::batch::Handoff;
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
 use shared::ports::SystemClock;
@@ -430,8 +431,10 @@ async fn stack() -> Stack {
         state: state.clone(),
         deploys: Arc::new(MemoryQueue::fifo()),
         notify: Arc::new(MemoryQueue::standard()),
-        redelivery: Arc::new(MemoryRedelivery::default()),
-        dead_letters: None,
+        handoff: Handoff {
+            redelivery: Arc::new(MemoryRedelivery::default()),
+            dead_letters: None,
+        },
         event_dead_letters: None,
         clock: clock.clone(),
         region: "us-east-1".into(),

@@ -65,14 +65,6 @@ impl Deployer for Command {
         }
     }
 
-    async fn status(&self, _rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
-        Ok(Release::Live {
-            id: id.to_string(),
-            version: None,
-            url: None,
-        })
-    }
-
     async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
         let request = DeployRequest {
             v: 1,

@@ -73,7 +73,7 @@ pub async fn handle_integration(deps: &Deps, headers: &HeaderMap, body: &[u8]) -
             );
         };
         if let Err(e) =
-            sentry::verify_signature(secret.expose().as_bytes(), body, header(SIGNATURE_HEADER))
+            sentry::SIGNATURE.verify(secret.expose().as_bytes(), body, header(SIGNATURE_HEADER))
         {
             return Reply::new(StatusCode::UNAUTHORIZED, e.to_string());
         }

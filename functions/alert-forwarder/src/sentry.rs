@@ -8,40 +8,23 @@ mod payload;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use shared::config::Level;
-use shared::signature::{self, HexMismatch};
+use shared::signature::SignedHeader;
 
 use self::payload::{Envelope, EventData, IssueData, Legacy, MetricData, Unread};
 
 pub const SIGNATURE_HEADER: &str = "sentry-hook-signature";
 pub const RESOURCE_HEADER: &str = "sentry-hook-resource";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    #[error("missing Sentry-Hook-Signature header")]
-    Missing,
-    #[error("Sentry-Hook-Signature is not 64 hex digits")]
-    Malformed,
-    #[error("Sentry-Hook-Signature does not match the body")]
-    Mismatch,
-}
+/// `Sentry-Hook-Signature`: the bare hex HMAC-SHA256 of the raw body, keyed with the
+/// integration's client secret.
+pub static SIGNATURE: SignedHeader = SignedHeader {
+    name: "Sentry-Hook-Signature",
+    prefix: "",
+};
 
 /// The header value Sentry would send for `body` signed with `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    signature::sign_hex(secret, body)
-}
-
-/// Checks the bare-hex HMAC-SHA256 of the raw body, keyed with the client secret, in constant
-/// time.
-pub fn verify_signature(
-    secret: &[u8],
-    body: &[u8],
-    header: Option<&str>,
-) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?.trim();
-    signature::verify_hex(secret, body, header).map_err(|e| match e {
-        HexMismatch::Malformed => SignatureError::Malformed,
-        HexMismatch::Mismatch => SignatureError::Mismatch,
-    })
+    SIGNATURE.sign(secret, body)
 }
 
 /// What an alert means for the chat.
@@ -289,6 +272,7 @@ pub fn parse_legacy(body: &[u8]) -> Result<Delivery, PayloadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::signature::SignatureError;
     use shared::signature::token_matches;
 
     #[test]
@@ -296,26 +280,26 @@ mod tests {
         let body = include_bytes!("../testdata/sentry-issue-created.json");
         let good = sign(b"client-secret", body);
         assert_eq!(
-            verify_signature(b"client-secret", body, Some(&good)),
+            SIGNATURE.verify(b"client-secret", body, Some(&good)),
             Ok(())
         );
         assert_eq!(
-            verify_signature(b"other", body, Some(&good)),
-            Err(SignatureError::Mismatch)
+            SIGNATURE.verify(b"other", body, Some(&good)),
+            Err(SignatureError::Mismatch(&SIGNATURE))
         );
         assert_eq!(
-            verify_signature(b"client-secret", body, Some(&good[..63])),
-            Err(SignatureError::Malformed)
+            SIGNATURE.verify(b"client-secret", body, Some(&good[..63])),
+            Err(SignatureError::Malformed(&SIGNATURE))
         );
         assert_eq!(
-            verify_signature(b"client-secret", body, None),
-            Err(SignatureError::Missing)
+            SIGNATURE.verify(b"client-secret", body, None),
+            Err(SignatureError::Missing(&SIGNATURE))
         );
         let mut tampered = body.to_vec();
         tampered[10] ^= 1;
         assert_eq!(
-            verify_signature(b"client-secret", &tampered, Some(&good)),
-            Err(SignatureError::Mismatch)
+            SIGNATURE.verify(b"client-secret", &tampered, Some(&good)),
+            Err(SignatureError::Mismatch(&SIGNATURE))
         );
     }
 

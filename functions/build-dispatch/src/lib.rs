@@ -18,10 +18,10 @@ use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::Value;
-use shared::batch::{self, BatchContext, Outcome};
+use shared::batch::{self, BatchContext, Handoff, Outcome};
 use shared::config::Config;
 use shared::messages::{self, BuildRequest, MessageError, short_sha};
-use shared::ports::{Clock, GitHub, Queue, Redelivery, StateStore};
+use shared::ports::{Clock, GitHub, Queue, StateStore};
 use tracing::Instrument;
 
 use crate::codebuild::{Builds, StateChangeEvent};
@@ -35,10 +35,8 @@ pub struct Deps {
     pub state: Arc<dyn StateStore>,
     pub deploys: Arc<dyn Queue>,
     pub notify: Arc<dyn Queue>,
-    pub redelivery: Arc<dyn Redelivery>,
-    /// The source queue's dead-letter queue: poison messages and messages that failed too
-    /// often go there at once, with their reason.
-    pub dead_letters: Option<Arc<dyn Queue>>,
+    /// Where unfinished messages go: back to `builds.fifo` after a wait, or to its DLQ.
+    pub handoff: Handoff,
     /// build-events' dead-letter queue (a standard queue, as build-events is): a CodeBuild
     /// event that can never succeed goes there.
     pub event_dead_letters: Option<Arc<dyn Queue>>,
@@ -68,17 +66,10 @@ pub async fn handle_batch(
     event: &SqsEvent,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let ctx = BatchContext::new(
-        deps.redelivery.as_ref(),
-        deps.state.as_ref(),
-        deps.clock.as_ref(),
-    )
-    .dead_letters(dead_letters_for(deps, event))
-    .deadline(deadline);
+    let ctx = BatchContext::of(&deps.handoff, &*deps.state, &*deps.clock, deadline)
+        .dead_letters(dead_letters_for(deps, event));
     batch::process(event, &ctx, |message| async move {
-        handle_message(deps, &message)
-            .await
-            .unwrap_or_else(Outcome::from)
+        handle_message(deps, &message).await
     })
     .await
 }
@@ -92,7 +83,7 @@ fn dead_letters_for<'a>(deps: &'a Deps, event: &SqsEvent) -> Option<&'a dyn Queu
         .first()
         .is_some_and(|m| m.attributes.contains_key("MessageGroupId"));
     if from_fifo {
-        deps.dead_letters.as_deref()
+        deps.handoff.dead_letters.as_deref()
     } else {
         deps.event_dead_letters.as_deref()
     }

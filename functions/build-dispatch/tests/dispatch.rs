@@ -11,6 +11,7 @@ use build_dispatch::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, Sta
 use build_dispatch::{Deps, handle_batch, sweep};
 use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
+use shared::batch::Handoff;
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{
@@ -19,7 +20,7 @@ use shared::messages::{
 };
 use shared::ports::Precondition;
 use shared::secrets::SecretString;
-use wiremock::matchers::{method, path_regex};
+use wiremock::matchers::{body_partial_json, method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const CONFIG: &str = r#"
@@ -122,8 +123,10 @@ async fn harness() -> Harness {
         state: Arc::new(MemoryStateStore::new()),
         deploys: deploys.clone(),
         notify: notify.clone(),
-        redelivery: Arc::new(MemoryRedelivery::default()),
-        dead_letters: None,
+        handoff: Handoff {
+            redelivery: Arc::new(MemoryRedelivery::default()),
+            dead_letters: None,
+        },
         event_dead_letters: None,
         clock: clock.clone(),
         region: "eu-west-1".into(),
@@ -630,6 +633,47 @@ async fn a_build_that_finishes_before_the_retry_of_its_pending_status_keeps_its_
 }
 
 #[tokio::test]
+async fn a_result_told_late_by_a_retry_keeps_the_time_it_was_recorded() {
+    // The success status fails once; the retry comes ten minutes later. The chat must still
+    // date the result when the build ended, or it would overtake the deploy's story.
+    let h = harness().await;
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"state": "success"})))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&h.github)
+        .await;
+    github_accepts(&h).await;
+    run(&h, &[messages::encode(&push("d-1", SHA_A, "master"))]).await;
+    h.clock.advance(Duration::from_secs(192));
+    let ended = state_change("pax-user:build-1", "SUCCEEDED");
+    assert_eq!(run(&h, std::slice::from_ref(&ended)).await, vec!["m-0"]);
+    h.clock.advance(Duration::from_secs(600));
+    assert_eq!(run(&h, &[ended]).await, Vec::<String>::new());
+
+    let succeeded: Vec<String> = h
+        .notify
+        .drain()
+        .into_iter()
+        .map(|m| messages::decode::<Notification>(&m.body).unwrap())
+        .filter(|n| n.kind == NotificationKind::BuildSucceeded)
+        .map(|n| n.at)
+        .collect();
+    assert_eq!(
+        succeeded,
+        vec!["2026-11-26T10:03:12Z"],
+        "told once, dated when it ended"
+    );
+    let states: Vec<String> = statuses(&h).await.into_iter().map(|s| s.1).collect();
+    assert_eq!(states, vec!["pending", "success", "success"]);
+    assert_eq!(
+        h.deploys.drain().len(),
+        1,
+        "one deploy, however often it is told"
+    );
+}
+
+#[tokio::test]
 async fn a_rate_limit_delays_that_message_only() {
     let h = harness().await;
     Mock::given(method("POST"))
@@ -775,7 +819,7 @@ async fn a_github_call_that_hangs_costs_only_its_message_and_nothing_runs_twice(
         Auth::Token(SecretString::new("ghp_test")),
     ));
     let dead_letters = Arc::new(MemoryQueue::fifo());
-    h.deps.dead_letters = Some(dead_letters.clone());
+    h.deps.handoff.dead_letters = Some(dead_letters.clone());
     Mock::given(method("POST"))
         .and(path_regex(format!("/statuses/{SHA_A}$")))
         .respond_with(
@@ -839,7 +883,7 @@ async fn a_hopeless_message_goes_to_the_dead_letter_queue_of_the_queue_it_came_f
         Arc::new(MemoryQueue::fifo()),
         Arc::new(MemoryQueue::standard()),
     );
-    h.deps.dead_letters = Some(fifo_dlq.clone());
+    h.deps.handoff.dead_letters = Some(fifo_dlq.clone());
     h.deps.event_dead_letters = Some(events_dlq.clone());
     let broken_event = r#"{"source": "aws.codebuild", "detail-type": 7}"#;
     let from_events = shared::batch::sqs_event(

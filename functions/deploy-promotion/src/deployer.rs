@@ -61,8 +61,15 @@ pub trait Deployer: Send + Sync {
         rule: &DeployRule,
         request: &DeployRequest,
     ) -> Result<Release, DeployError>;
-    /// Where release `id` stands now.
-    async fn status(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError>;
+    /// Where release `id` stands now. By default, that of a target that answers a release
+    /// when it is done (a deploy hook, a command): what it accepted is live.
+    async fn status(&self, _rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
+        Ok(Release::Live {
+            id: id.to_string(),
+            version: None,
+            url: None,
+        })
+    }
     /// The target's newest release: after `release` answered `Unconfirmed`, the one it made.
     async fn newest(&self, _rule: &DeployRule) -> Result<Release, DeployError> {
         Err(DeployError::Refused(

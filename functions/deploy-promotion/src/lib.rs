@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use shared::batch::{self, BatchContext, Outcome};
+use shared::batch::{self, BatchContext, Handoff, Outcome};
 use shared::config::{Config, DeployRule};
 use shared::ids::TargetKey;
 use shared::messages::DeployQueueMessage;
-use shared::ports::{Clock, GitHub, Queue, Redelivery, StateStore};
+use shared::ports::{Clock, GitHub, Queue, StateStore};
 use tracing::Instrument;
 
 use crate::deployer::Deployer;
@@ -33,10 +33,8 @@ pub struct Deps {
     pub deployer: Arc<dyn Deployer>,
     pub state: Arc<dyn StateStore>,
     pub notify: Arc<dyn Queue>,
-    pub redelivery: Arc<dyn Redelivery>,
-    /// The source queue's dead-letter queue: poison messages and messages that failed too
-    /// often go there at once, with their reason.
-    pub dead_letters: Option<Arc<dyn Queue>>,
+    /// Where unfinished messages go: back to `deploys.fifo` after a wait, or to its DLQ.
+    pub handoff: Handoff,
     pub clock: Arc<dyn Clock>,
     pub follow: Follow,
 }
@@ -46,17 +44,9 @@ pub async fn handle_batch(
     event: &SqsEvent,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let ctx = BatchContext::new(
-        deps.redelivery.as_ref(),
-        deps.state.as_ref(),
-        deps.clock.as_ref(),
-    )
-    .dead_letters(deps.dead_letters.as_deref())
-    .deadline(deadline);
+    let ctx = BatchContext::of(&deps.handoff, &*deps.state, &*deps.clock, deadline);
     batch::process(event, &ctx, |message| async move {
-        handle_message(deps, &message)
-            .await
-            .unwrap_or_else(Outcome::from)
+        handle_message(deps, &message).await
     })
     .await
 }

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::sqs::SqsEvent;
 use deploy_promotion::targets::{Heroku, Hook, Targets};
 use deploy_promotion::{Deps, Follow, handle_batch};
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::batch::deadline_from_epoch_ms;
-use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL, NOTIFY_QUEUE_URL};
+use lambda_runtime::Error;
+use shared::bootstrap::{Bootstrap, NOTIFY_QUEUE_URL, serve};
 use shared::ports::SystemClock;
 
 #[tokio::main(flavor = "current_thread")]
@@ -33,18 +33,14 @@ async fn main() -> Result<(), Error> {
         }),
         state: boot.state_store()?,
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
-        redelivery: boot.redelivery(),
-        dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
+        handoff: boot.handoff(),
         clock: Arc::new(SystemClock),
         follow: Follow::default(),
         config: boot.config.clone(),
     };
     let deps = &deps;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
-            let deadline = deadline_from_epoch_ms(event.context.deadline);
-            Ok::<_, Error>(handle_batch(deps, &event.payload, Some(deadline)).await)
-        },
-    ))
+    serve(|event: SqsEvent, deadline| async move {
+        Ok::<_, Error>(handle_batch(deps, &event, Some(deadline)).await)
+    })
     .await
 }

@@ -10,6 +10,7 @@ use deploy_promotion::targets::{Heroku, Hook, Targets};
 use deploy_promotion::{Deps, Follow, handle_batch};
 use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
+use shared::batch::Handoff;
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{
@@ -69,8 +70,10 @@ async fn harness() -> Harness {
         }),
         state: state.clone(),
         notify: notify.clone(),
-        redelivery: redelivery.clone(),
-        dead_letters: None,
+        handoff: Handoff {
+            redelivery: redelivery.clone(),
+            dead_letters: None,
+        },
         clock: clock.clone(),
         follow: Follow {
             interval: Duration::from_millis(10),
@@ -689,7 +692,7 @@ async fn a_release_phase_pending_for_40_minutes_is_released_once_and_ends_in_suc
         interval: Duration::from_millis(5),
         budget: Duration::from_millis(15),
     };
-    h.deps.dead_letters = Some(h.dlq.clone());
+    h.deps.handoff.dead_letters = Some(h.dlq.clone());
     h.github_says_head_is(NEW).await;
     h.heroku_release_phase_runs_for(Duration::from_secs(40 * 60))
         .await;
@@ -738,7 +741,7 @@ async fn a_release_phase_pending_for_40_minutes_is_released_once_and_ends_in_suc
 #[tokio::test]
 async fn poison_is_dead_lettered_at_once_with_its_reason_and_the_next_deploy_goes_through() {
     let mut h = harness().await;
-    h.deps.dead_letters = Some(h.dlq.clone());
+    h.deps.handoff.dead_letters = Some(h.dlq.clone());
     h.github_says_head_is(NEW).await;
     h.heroku_releases("succeeded", None).await;
     let mut unknown_version: Value =

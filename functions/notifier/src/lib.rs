@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shared::batch::{self, BatchContext, Outcome};
+use shared::batch::{self, BatchContext, Handoff, Outcome};
 use shared::config::Config;
 use shared::messages::{self, MessageError, Notification, NotificationKind};
-use shared::ports::{Clock, Precondition, Queue, Redelivery, StateError, StateStore};
+use shared::ports::{Clock, Precondition, StateError, StateStore};
 use shared::records::StateKey;
 
 use crate::chat::{ChatChannel, ChatError, ChatKind};
@@ -35,9 +35,9 @@ pub struct Deps {
     /// Channel name (from the config) → its adapter.
     pub channels: HashMap<String, Arc<dyn ChatChannel>>,
     pub state: Arc<dyn StateStore>,
-    pub redelivery: Arc<dyn Redelivery>,
-    /// The notification queue's dead-letter queue: where refused messages go, with the reason.
-    pub dead_letters: Option<Arc<dyn Queue>>,
+    /// Where unfinished messages go: back to the queue after a rate limit, or to its DLQ
+    /// (refused messages, with the reason).
+    pub handoff: Handoff,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -47,13 +47,7 @@ pub async fn handle_batch(
     event: &SqsEvent,
     deadline: Option<Instant>,
 ) -> SqsBatchResponse {
-    let ctx = BatchContext::new(
-        deps.redelivery.as_ref(),
-        deps.state.as_ref(),
-        deps.clock.as_ref(),
-    )
-    .dead_letters(deps.dead_letters.as_deref())
-    .deadline(deadline);
+    let ctx = BatchContext::of(&deps.handoff, &*deps.state, &*deps.clock, deadline);
     // Within one batch, a chat that asked us to wait gets nothing more until then, so the
     // messages to one chat keep their order.
     let blocked: Arc<Mutex<HashMap<String, Duration>>> = Arc::default();
@@ -64,26 +58,34 @@ pub async fn handle_batch(
     .await
 }
 
+/// What tells the kinds of queue message apart: shipline's own carry a version `v`; SNS
+/// without raw delivery wraps an alarm in an envelope (`Type` "Notification", the alarm as a
+/// JSON string in `Message`); with raw delivery the alarm is the body.
+#[derive(Deserialize)]
+struct Probe {
+    v: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "Message")]
+    message: Option<String>,
+}
+
 /// What a queue message holds.
 pub fn parse(body: &str, config: &Config, now_rfc3339: &str) -> Result<Notification, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| format!("message is not JSON: {e}"))?;
-    if value.get("v").is_some() {
+    let probe: Probe =
+        serde_json::from_str(body).map_err(|e| format!("message is not a JSON object: {e}"))?;
+    if probe.v.is_some() {
         return messages::decode::<Notification>(body).map_err(|e| match e {
             MessageError::UnsupportedVersion { .. } => e.to_string(),
             e => format!("not a Notification: {e}"),
         });
     }
-    // SNS without raw delivery wraps the alarm in an envelope.
-    let alarm_value = match value.get("Type").and_then(|t| t.as_str()) {
-        Some("Notification") => {
-            let inner = value["Message"].as_str().unwrap_or("");
-            serde_json::from_str(inner).map_err(|e| format!("SNS message is not JSON: {e}"))?
-        }
-        _ => value,
+    let alarm = match (probe.kind.as_deref(), probe.message) {
+        (Some("Notification"), Some(inner)) => serde_json::from_str(&inner)
+            .map_err(|e| format!("SNS message is not a CloudWatch alarm: {e}"))?,
+        _ => serde_json::from_str::<alarm::CloudWatchAlarm>(body)
+            .map_err(|e| format!("neither a Notification nor a CloudWatch alarm: {e}"))?,
     };
-    let alarm: alarm::CloudWatchAlarm = serde_json::from_value(alarm_value)
-        .map_err(|e| format!("neither a Notification nor a CloudWatch alarm: {e}"))?;
     Ok(alarm.notification(config, now_rfc3339))
 }
 

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::Error;
 use notifier::{Deps, channels_from_config, handle_batch};
-use shared::batch::deadline_from_epoch_ms;
-use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUE_URL};
+use shared::bootstrap::{Bootstrap, serve};
 use shared::ports::SystemClock;
 
 #[tokio::main(flavor = "current_thread")]
@@ -24,17 +24,13 @@ async fn main() -> Result<(), Error> {
             ),
         )?,
         state: boot.state_store()?,
-        redelivery: boot.redelivery(),
-        dead_letters: boot.optional_queue(DEAD_LETTER_QUEUE_URL),
+        handoff: boot.handoff(),
         clock: Arc::new(SystemClock),
         config: boot.config.clone(),
     };
     let deps = &deps;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<aws_lambda_events::sqs::SqsEvent>| async move {
-            let deadline = deadline_from_epoch_ms(event.context.deadline);
-            Ok::<_, Error>(handle_batch(deps, &event.payload, Some(deadline)).await)
-        },
-    ))
+    serve(|event: SqsEvent, deadline| async move {
+        Ok::<_, Error>(handle_batch(deps, &event, Some(deadline)).await)
+    })
     .await
 }

@@ -9,6 +9,7 @@ use aws_lambda_events::sqs::SqsEvent;
 use notifier::{Deps, channels_from_config, handle_batch};
 use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, MemoryStateStore};
+use shared::batch::Handoff;
 use shared::config::Config;
 use shared::messages::{self, Facts, Notification, NotificationKind};
 use shared::secrets::Secrets;
@@ -42,8 +43,10 @@ async fn harness() -> Harness {
         config: Arc::new(config),
         channels,
         state: Arc::new(MemoryStateStore::new()),
-        redelivery: redelivery.clone(),
-        dead_letters: Some(dlq.clone()),
+        handoff: Handoff {
+            redelivery: redelivery.clone(),
+            dead_letters: Some(dlq.clone()),
+        },
         clock: Arc::new(FixedClock::at(
             time::macros::datetime!(2026-11-26 10:00 UTC),
         )),

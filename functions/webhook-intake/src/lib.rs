@@ -177,7 +177,8 @@ pub fn accept(
         ));
     }
     // Nothing is parsed before the signature holds.
-    webhook::verify_signature(secret, body, header(headers, SIGNATURE_HEADER))
+    webhook::SIGNATURE
+        .verify(secret, body, header(headers, SIGNATURE_HEADER))
         .map_err(|e| Reply::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
     let payload = json_payload(headers, body)?;
     plan_payload(config, delivery_id, event, &payload, received_at)

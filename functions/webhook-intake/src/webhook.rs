@@ -3,43 +3,22 @@
 //! payload (which can be megabytes) is skipped by serde without being kept.
 
 use serde::Deserialize;
-use shared::signature::{self, HexMismatch};
+use shared::signature::SignedHeader;
 
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 pub const EVENT_HEADER: &str = "x-github-event";
 pub const DELIVERY_HEADER: &str = "x-github-delivery";
 
-const PREFIX: &str = "sha256=";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SignatureError {
-    #[error("missing X-Hub-Signature-256 header")]
-    Missing,
-    #[error("X-Hub-Signature-256 is not `sha256=` and 64 hex digits")]
-    Malformed,
-    #[error("X-Hub-Signature-256 does not match the body")]
-    Mismatch,
-}
+/// `X-Hub-Signature-256`: `sha256=` and the hex HMAC-SHA256 of the raw body, keyed with the
+/// webhook secret.
+pub static SIGNATURE: SignedHeader = SignedHeader {
+    name: "X-Hub-Signature-256",
+    prefix: "sha256=",
+};
 
 /// The header value GitHub would send for `body` signed with `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    format!("{PREFIX}{}", signature::sign_hex(secret, body))
-}
-
-/// Checks `header` (the `X-Hub-Signature-256` value) against the raw body, in constant time.
-pub fn verify_signature(
-    secret: &[u8],
-    body: &[u8],
-    header: Option<&str>,
-) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?.trim();
-    let hex_digits = header
-        .strip_prefix(PREFIX)
-        .ok_or(SignatureError::Malformed)?;
-    signature::verify_hex(secret, body, hex_digits).map_err(|e| match e {
-        HexMismatch::Malformed => SignatureError::Malformed,
-        HexMismatch::Mismatch => SignatureError::Mismatch,
-    })
+    SIGNATURE.sign(secret, body)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,6 +173,7 @@ pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, PayloadError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::signature::SignatureError;
 
     const SECRET: &[u8] = b"It's a Secret to Everybody";
     const BODY: &[u8] = b"Hello, World!";
@@ -202,73 +182,73 @@ mod tests {
     #[test]
     fn githubs_published_vector_signs_and_verifies() {
         assert_eq!(sign(SECRET, BODY), VECTOR);
-        assert_eq!(verify_signature(SECRET, BODY, Some(VECTOR)), Ok(()));
+        assert_eq!(SIGNATURE.verify(SECRET, BODY, Some(VECTOR)), Ok(()));
     }
 
     #[test]
     fn a_tampered_body_or_signature_is_a_mismatch() {
         assert_eq!(
-            verify_signature(SECRET, b"Hello, World?", Some(VECTOR)),
-            Err(SignatureError::Mismatch)
+            SIGNATURE.verify(SECRET, b"Hello, World?", Some(VECTOR)),
+            Err(SignatureError::Mismatch(&SIGNATURE))
         );
         let mut flipped = VECTOR.to_string();
         flipped.replace_range(70..71, "0");
         assert_ne!(flipped, VECTOR);
         assert_eq!(
-            verify_signature(SECRET, BODY, Some(&flipped)),
-            Err(SignatureError::Mismatch)
+            SIGNATURE.verify(SECRET, BODY, Some(&flipped)),
+            Err(SignatureError::Mismatch(&SIGNATURE))
         );
         assert_eq!(
-            verify_signature(b"another secret", BODY, Some(VECTOR)),
-            Err(SignatureError::Mismatch)
+            SIGNATURE.verify(b"another secret", BODY, Some(VECTOR)),
+            Err(SignatureError::Mismatch(&SIGNATURE))
         );
     }
 
     #[test]
     fn a_truncated_or_foreign_signature_is_malformed() {
         assert_eq!(
-            verify_signature(SECRET, BODY, Some(&VECTOR[..VECTOR.len() - 2])),
-            Err(SignatureError::Malformed)
+            SIGNATURE.verify(SECRET, BODY, Some(&VECTOR[..VECTOR.len() - 2])),
+            Err(SignatureError::Malformed(&SIGNATURE))
         );
         assert_eq!(
-            verify_signature(SECRET, BODY, Some("sha256=")),
-            Err(SignatureError::Malformed)
+            SIGNATURE.verify(SECRET, BODY, Some("sha256=")),
+            Err(SignatureError::Malformed(&SIGNATURE))
         );
         assert_eq!(
-            verify_signature(SECRET, BODY, Some("")),
-            Err(SignatureError::Malformed)
+            SIGNATURE.verify(SECRET, BODY, Some("")),
+            Err(SignatureError::Malformed(&SIGNATURE))
         );
         assert_eq!(
-            verify_signature(
+            SIGNATURE.verify(
                 SECRET,
                 BODY,
                 Some("sha1=01d4c5d5a9d7d0ab3f1ba3f9d7b4e8f6b0b8c4a3")
             ),
-            Err(SignatureError::Malformed)
+            Err(SignatureError::Malformed(&SIGNATURE))
         );
         let not_hex = format!("sha256={}", "zz".repeat(32));
         assert_eq!(
-            verify_signature(SECRET, BODY, Some(&not_hex)),
-            Err(SignatureError::Malformed)
+            SIGNATURE.verify(SECRET, BODY, Some(&not_hex)),
+            Err(SignatureError::Malformed(&SIGNATURE))
         );
     }
 
     #[test]
     fn upper_case_hex_is_the_same_mac_but_the_prefix_is_exact() {
         let upper = format!("sha256={}", VECTOR[7..].to_uppercase());
-        assert_eq!(verify_signature(SECRET, BODY, Some(&upper)), Ok(()));
+        assert_eq!(SIGNATURE.verify(SECRET, BODY, Some(&upper)), Ok(()));
         let upper_prefix = VECTOR.replace("sha256=", "SHA256=");
         assert_eq!(
-            verify_signature(SECRET, BODY, Some(&upper_prefix)),
-            Err(SignatureError::Malformed)
+            SIGNATURE.verify(SECRET, BODY, Some(&upper_prefix)),
+            Err(SignatureError::Malformed(&SIGNATURE))
         );
     }
 
     #[test]
     fn a_missing_signature_is_named() {
         assert_eq!(
-            verify_signature(SECRET, BODY, None),
-            Err(SignatureError::Missing)
+            SIGNATURE.verify(SECRET, BODY, None),
+            Err(SignatureError::Missing(&SIGNATURE))
         );
     }
 

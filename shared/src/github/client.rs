@@ -24,6 +24,21 @@ pub struct GitHubClient {
 }
 
 impl GitHubClient {
+    /// POSTs `body` where GitHub answers with what it created, which shipline does not read.
+    async fn post<B: serde::Serialize>(
+        &self,
+        repo: &str,
+        installation: Option<u64>,
+        path: &str,
+        body: &B,
+    ) -> Result<(), GitHubError> {
+        let token = self.token(repo, installation).await?;
+        // Strings, numbers and enums only: serializing cannot fail.
+        let body = json!(body);
+        let _: serde_json::Value = self.send(Method::POST, path, &token, Some(body)).await?;
+        Ok(())
+    }
+
     pub fn new(http: reqwest::Client, base: impl Into<String>, auth: Auth) -> Self {
         Self {
             http,
@@ -66,24 +81,12 @@ impl GitHub for GitHubClient {
         status: &CommitStatus,
         installation: Option<u64>,
     ) -> Result<(), GitHubError> {
-        let token = self.token(repo, installation).await?;
-        let mut body = json!({
-            "state": status.state,
-            "description": truncate_chars(&status.description, MAX_DESCRIPTION),
-            "context": status.context,
-        });
-        if let Some(url) = &status.target_url {
-            body["target_url"] = json!(url);
-        }
-        let _: serde_json::Value = self
-            .send(
-                Method::POST,
-                &format!("/repos/{repo}/statuses/{sha}"),
-                &token,
-                Some(body),
-            )
-            .await?;
-        Ok(())
+        let status = CommitStatus {
+            description: truncate_chars(&status.description, MAX_DESCRIPTION),
+            ..status.clone()
+        };
+        let path = format!("/repos/{repo}/statuses/{sha}");
+        self.post(repo, installation, &path, &status).await
     }
 
     async fn branch_head(
@@ -147,19 +150,11 @@ impl GitHub for GitHubClient {
         status: &DeploymentStatus,
         installation: Option<u64>,
     ) -> Result<(), GitHubError> {
-        let token = self.token(repo, installation).await?;
-        let mut body = json!({
-            "state": status.state,
-            "description": truncate_chars(&status.description, MAX_DESCRIPTION),
-        });
-        if let Some(url) = &status.log_url {
-            body["log_url"] = json!(url);
-        }
-        if let Some(url) = &status.environment_url {
-            body["environment_url"] = json!(url);
-        }
+        let status = DeploymentStatus {
+            description: truncate_chars(&status.description, MAX_DESCRIPTION),
+            ..status.clone()
+        };
         let path = format!("/repos/{repo}/deployments/{id}/statuses");
-        let _: serde_json::Value = self.send(Method::POST, &path, &token, Some(body)).await?;
-        Ok(())
+        self.post(repo, installation, &path, &status).await
     }
 }

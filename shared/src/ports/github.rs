@@ -37,10 +37,12 @@ impl std::fmt::Display for CommitState {
     }
 }
 
-/// A commit status as GitHub shows it beside a commit or pull request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A commit status as GitHub shows it beside a commit or pull request; serialized, the body of
+/// "Create a commit status".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CommitStatus {
     pub state: CommitState,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub target_url: Option<String>,
     pub description: String,
     pub context: String,
@@ -88,12 +90,14 @@ impl std::fmt::Display for DeploymentState {
     }
 }
 
-/// A deployment status.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A deployment status; serialized, the body of "Create a deployment status".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DeploymentStatus {
     pub state: DeploymentState,
     pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub environment_url: Option<String>,
 }
 

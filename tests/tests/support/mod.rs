@@ -19,6 +19,7 @@ use e2e::aws;
 use serde_json::{Value, json};
 use shared::adapters::dynamodb::DynamoStateStore;
 use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
+use shared::batch::Handoff;
 use shared::config::Config;
 use shared::github::client::{Auth, GitHubClient};
 use shared::ports::SystemClock;
@@ -462,6 +463,10 @@ impl Wiring<'_> {
         ));
         let notify_queue = Arc::new(SqsQueue::new(sqs.clone(), &self.notify.url));
         let redelivery = Arc::new(SqsRedelivery::new(sqs.clone()));
+        let handoff = |dlq: &str| Handoff {
+            redelivery: redelivery.clone(),
+            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), dlq))),
+        };
         let clock = Arc::new(SystemClock);
         let secrets = Secrets::default().with("telegram_bot_token", BOT);
         let intake = webhook_intake::Deps {
@@ -482,8 +487,7 @@ impl Wiring<'_> {
             state: state.clone(),
             deploys: Arc::new(SqsQueue::new(sqs.clone(), &self.deploys.url)),
             notify: notify_queue.clone(),
-            redelivery: redelivery.clone(),
-            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.builds.dlq))),
+            handoff: handoff(&self.builds.dlq),
             event_dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.events.dlq))),
             clock: clock.clone(),
             region: aws::REGION.into(),
@@ -502,8 +506,7 @@ impl Wiring<'_> {
             }),
             state: state.clone(),
             notify: notify_queue.clone(),
-            redelivery: redelivery.clone(),
-            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.deploys.dlq))),
+            handoff: handoff(&self.deploys.dlq),
             clock: clock.clone(),
             follow: deploy_promotion::Follow::default(),
         };
@@ -517,8 +520,7 @@ impl Wiring<'_> {
             .unwrap(),
             config: config.clone(),
             state: state.clone(),
-            redelivery,
-            dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.notify.dlq))),
+            handoff: handoff(&self.notify.dlq),
             clock: clock.clone(),
         };
         let alerts = alert_forwarder::Deps {
