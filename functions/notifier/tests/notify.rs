@@ -34,7 +34,11 @@ async fn harness() -> Harness {
     let secrets = Secrets::default()
         .with("telegram_bot_token", "123:tok")
         .with("slack_url", &format!("{}/slack/hook", chat.uri()))
-        .with("discord_url", &format!("{}/discord/1/tok", chat.uri()));
+        // A forum-thread webhook URL, as Discord shows it: unversioned, with `thread_id`.
+        .with(
+            "discord_url",
+            &format!("{}/api/webhooks/1/tok?thread_id=77", chat.uri()),
+        );
     let channels =
         channels_from_config(&config, &secrets, &reqwest::Client::new(), &chat.uri()).unwrap();
     let redelivery = Arc::new(MemoryRedelivery::default());
@@ -313,12 +317,12 @@ async fn a_5xx_is_retried() {
 async fn discord_edits_its_message_and_slack_posts_anew() {
     let h = harness().await;
     Mock::given(method("POST"))
-        .and(path("/discord/1/tok"))
+        .and(path("/api/v10/webhooks/1/tok"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1234"})))
         .mount(&h.chat)
         .await;
     Mock::given(method("PATCH"))
-        .and(path("/discord/1/tok/messages/1234"))
+        .and(path("/api/v10/webhooks/1/tok/messages/1234"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1234"})))
         .mount(&h.chat)
         .await;
@@ -348,11 +352,25 @@ async fn discord_edits_its_message_and_slack_posts_anew() {
     assert_eq!(
         paths,
         vec![
-            "/discord/1/tok",
+            "/api/v10/webhooks/1/tok",
             "/slack/hook",
-            "/discord/1/tok/messages/1234",
+            "/api/v10/webhooks/1/tok/messages/1234",
             "/slack/hook"
         ]
+    );
+    let discord_queries: Vec<String> = h
+        .chat
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().starts_with("/api/"))
+        .map(|r| r.url.query().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        discord_queries,
+        vec!["thread_id=77&wait=true", "thread_id=77"],
+        "the forum thread is kept; the post waits for the message"
     );
 }
 
@@ -367,7 +385,7 @@ async fn a_hostile_commit_message_is_accepted_by_every_channel() {
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
         .mount(&h.chat)
         .await;
-    Mock::given(path("/discord/1/tok"))
+    Mock::given(path("/api/v10/webhooks/1/tok"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1"})))
         .mount(&h.chat)
         .await;
@@ -385,7 +403,7 @@ async fn a_hostile_commit_message_is_accepted_by_every_channel() {
     assert!(run(&h, &[messages::encode(&n)]).await.is_empty());
     for (path, body) in calls(&h).await {
         let text = body["text"].as_str().or(body["content"].as_str()).unwrap();
-        let limit = if path.starts_with("/discord") {
+        let limit = if path.starts_with("/api/") {
             2000
         } else {
             4096

@@ -62,9 +62,42 @@ pub struct Discord {
     url: SecretString,
 }
 
+/// The Discord API version shipline speaks. A webhook URL as Discord shows it has no version
+/// (`/api/webhooks/{id}/{token}`) and reaches the old default, v6, whose `retry_after` and
+/// `Retry-After` are milliseconds; from v8 on they are seconds, with fractions
+/// (discord/discord-api-docs #2360 and #4722, and each version's *Rate Limits* page).
+pub const DISCORD_API_VERSION: &str = "v10";
+
 impl Discord {
     pub fn new(http: reqwest::Client, url: SecretString) -> Self {
         Self { http, url }
+    }
+
+    /// The webhook's URL at [`DISCORD_API_VERSION`], `suffix` appended to its path and `wait`
+    /// added to its query; the user's own query (`thread_id` for a forum thread) is kept.
+    fn endpoint(&self, suffix: &str, wait: bool) -> Result<reqwest::Url, ChatError> {
+        // The URL is the credential: an error says what is wrong with it, never what it is.
+        let mut url = reqwest::Url::parse(self.url.expose()).map_err(|e| {
+            ChatError::Rejected(format!("the Discord webhook URL is not a URL: {e}"))
+        })?;
+        let path = url.path().trim_end_matches('/').to_string();
+        // `/api/webhooks/…`, or already versioned (`/api/v9/webhooks/…`): pinned to ours.
+        let is_version = |v: &str| v.strip_prefix('v').is_some_and(|n| n.parse::<u8>().is_ok());
+        let rest = path
+            .strip_prefix("/api/")
+            .map(|rest| match rest.split_once('/') {
+                Some((version, rest)) if is_version(version) => rest,
+                _ => rest,
+            });
+        let path = match rest {
+            Some(rest) => format!("/api/{DISCORD_API_VERSION}/{rest}{suffix}"),
+            None => format!("{path}{suffix}"),
+        };
+        url.set_path(&path);
+        if wait {
+            url.query_pairs_mut().append_pair("wait", "true");
+        }
+        Ok(url)
     }
 
     fn body(text: &str) -> Value {
@@ -99,7 +132,7 @@ impl Discord {
 const UNKNOWN_MESSAGE: u64 = 10008;
 
 /// An error answer (<https://discord.com/developers/docs/topics/opcodes-and-status-codes>);
-/// a 429 adds `retry_after` in seconds, with fractions.
+/// a 429 adds `retry_after`, in seconds with fractions at the version shipline calls.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct DiscordError {
@@ -122,7 +155,7 @@ impl ChatChannel for Discord {
     }
 
     async fn post(&self, text: &str) -> Result<Option<String>, ChatError> {
-        let url = format!("{}?wait=true", self.url.expose());
+        let url = self.endpoint("", true)?;
         let response = self
             .http
             .post(url)
@@ -135,7 +168,7 @@ impl ChatChannel for Discord {
     }
 
     async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
-        let url = format!("{}/messages/{id}", self.url.expose());
+        let url = self.endpoint(&format!("/messages/{id}"), false)?;
         let response = self
             .http
             .patch(url)
@@ -227,6 +260,49 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sent["allowed_mentions"], json!({"parse": []}));
+    }
+
+    /// Discord's webhook endpoint as its versions differ: an unversioned path gets the old
+    /// default (v6), whose 429 `retry_after` and `Retry-After` are milliseconds; v10's are
+    /// seconds with fractions (discord-api-docs #2360 and #4722; *Rate Limits*, per version).
+    async fn discord_fake() -> MockServer {
+        let server = MockServer::start().await;
+        let limited = |retry_after: f64, header: &str| {
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", header)
+                .set_body_json(json!({"message": "You are being rate limited.", "retry_after": retry_after, "global": false}))
+        };
+        Mock::given(path("/api/webhooks/1/tok"))
+            .respond_with(limited(1500.0, "1500"))
+            .mount(&server)
+            .await;
+        Mock::given(path("/api/v10/webhooks/1/tok"))
+            .respond_with(limited(1.5, "2"))
+            .mount(&server)
+            .await;
+        server
+    }
+
+    #[tokio::test]
+    async fn discord_is_called_at_v10_with_the_users_thread_and_its_wait_read_in_seconds() {
+        let server = discord_fake().await;
+        for copied in [
+            "/api/webhooks/1/tok?thread_id=77",
+            "/api/v9/webhooks/1/tok/?thread_id=77",
+        ] {
+            let discord = Discord::new(
+                reqwest::Client::new(),
+                SecretString::new(format!("{}{copied}", server.uri())),
+            );
+            assert!(
+                matches!(discord.post("x").await, Err(ChatError::RateLimited { retry_after }) if retry_after == Duration::from_secs(2)),
+                "{copied}: a 1.5 s wait, not 25 minutes"
+            );
+        }
+        for request in server.received_requests().await.unwrap() {
+            assert_eq!(request.url.path(), "/api/v10/webhooks/1/tok");
+            assert_eq!(request.url.query(), Some("thread_id=77&wait=true"));
+        }
     }
 
     #[tokio::test]
