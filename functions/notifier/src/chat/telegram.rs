@@ -1,6 +1,7 @@
 //! Telegram's Bot API: `sendMessage` into a chat (and forum topic), `editMessageText` for the
 //! living message.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
 use shared::secrets::SecretString;
+use tracing::warn;
 
 use super::{ChatChannel, ChatError, ChatKind, classify, read, unavailable};
 
@@ -18,8 +20,19 @@ pub struct Telegram {
     http: reqwest::Client,
     base: String,
     token: SecretString,
-    chat_id: i64,
+    /// The configured chat id.
+    configured: i64,
+    /// Where messages go: the configured id, or the supergroup it became.
+    chat_id: AtomicI64,
     topic_id: Option<i64>,
+}
+
+/// How one Bot API call ended.
+enum Called<T> {
+    Answered(Option<T>),
+    /// The group became a supergroup with this id (400 with `parameters.migrate_to_chat_id`,
+    /// Bot API *ResponseParameters*; python-telegram-bot raises `ChatMigrated` for it).
+    Migrated(i64),
 }
 
 impl Telegram {
@@ -34,18 +47,66 @@ impl Telegram {
             http,
             base: base.trim_end_matches('/').to_string(),
             token,
-            chat_id,
+            configured: chat_id,
+            chat_id: AtomicI64::new(chat_id),
             topic_id,
         }
     }
 
-    /// Calls a Bot API method; its `result` as `T` when Telegram says `ok`.
+    /// Calls a Bot API method; its `result` as `T` when Telegram says `ok`. A group that became
+    /// a supergroup is followed to its new id (the call is made again there), and the team is
+    /// told there, once per cold start, to update `chat_id`: its messages are never refused
+    /// for it.
     async fn call<T: DeserializeOwned>(
         &self,
         method: &str,
-        mut body: Value,
+        body: Value,
     ) -> Result<Option<T>, ChatError> {
-        body["chat_id"] = json!(self.chat_id);
+        match self.send(method, body.clone()).await? {
+            Called::Answered(result) => Ok(result),
+            Called::Migrated(new_id) => {
+                let first = self.chat_id.swap(new_id, Ordering::Relaxed) != new_id;
+                warn!(
+                    configured = self.configured,
+                    new_id, "the Telegram group became a supergroup; update chat_id"
+                );
+                let result = match self.send(method, body).await? {
+                    Called::Answered(result) => Ok(result),
+                    Called::Migrated(_) => Err(ChatError::Unavailable(
+                        "Telegram moved the chat twice in one call".into(),
+                    )),
+                };
+                if first {
+                    self.tell_migrated(new_id).await;
+                }
+                result
+            }
+        }
+    }
+
+    async fn tell_migrated(&self, new_id: i64) {
+        let text = format!(
+            "⚠️ <b>shipline</b>: this group became a supergroup, and its chat id changed from \
+             <code>{}</code> to <code>{new_id}</code>. Messages reach it; update \
+             <code>chat_id</code> in shipline's config (then <code>shipline config push</code>) \
+             so that each cold start need not ask Telegram again.",
+            self.configured
+        );
+        if let Err(e) = self
+            .send::<IgnoredAny>("sendMessage", json!({ "text": text }))
+            .await
+        {
+            warn!(error = %e, "could not tell the chat about its new id");
+        }
+    }
+
+    /// One Bot API call to the current chat id.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        mut body: Value,
+    ) -> Result<Called<T>, ChatError> {
+        body["chat_id"] = json!(self.chat_id.load(Ordering::Relaxed));
         body["parse_mode"] = json!("HTML");
         body["link_preview_options"] = json!({ "is_disabled": true });
         let url = format!("{}/bot{}/{method}", self.base, self.token.expose());
@@ -61,7 +122,14 @@ impl Telegram {
         // than its status.
         let answer: Answer<T> = serde_json::from_str(&text).unwrap_or_default();
         if status.is_success() && answer.ok == Some(true) {
-            return Ok(answer.result);
+            return Ok(Called::Answered(answer.result));
+        }
+        if let Some(new_id) = answer
+            .parameters
+            .as_ref()
+            .and_then(|p| p.migrate_to_chat_id)
+        {
+            return Ok(Called::Migrated(new_id));
         }
         let description = answer
             .description
@@ -101,10 +169,13 @@ impl<T> Default for Answer<T> {
     }
 }
 
+/// Bot API *ResponseParameters*: why a request failed, and what to do about it.
 #[derive(Debug, Deserialize)]
 struct ResponseParameters {
     /// Seconds to wait before the request can be repeated.
     retry_after: Option<u64>,
+    /// The group became a supergroup with this id.
+    migrate_to_chat_id: Option<i64>,
 }
 
 /// The `Message` that `sendMessage` answers with; only its id is kept, to edit it later.
@@ -197,6 +268,59 @@ mod tests {
         assert_eq!(
             telegram(&server).post("<b>hi</b>").await.unwrap(),
             Some("42".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_that_became_a_supergroup_gets_its_messages_and_is_told_once() {
+        // Telegram answers a call to the old id of an upgraded group with 400 and
+        // `parameters.migrate_to_chat_id` (Bot API, *ResponseParameters*).
+        let server = MockServer::start().await;
+        Mock::given(path("/bot123:abc/sendMessage"))
+            .and(body_partial_json(json!({"chat_id": -100})))
+            .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+                "ok": false, "error_code": 400,
+                "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                "parameters": {"migrate_to_chat_id": -1_009_876_543_210_i64}
+            })))
+            .mount(&server)
+            .await;
+        Mock::given(path("/bot123:abc/sendMessage"))
+            .and(body_partial_json(
+                json!({"chat_id": -1_009_876_543_210_i64}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": true, "result": {"message_id": 5}})),
+            )
+            .mount(&server)
+            .await;
+        let t = telegram(&server);
+        assert_eq!(t.post("first").await.unwrap(), Some("5".into()));
+        assert_eq!(t.post("second").await.unwrap(), Some("5".into()));
+        let sent: Vec<(i64, String)> = server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let body: Value = serde_json::from_slice(&r.body).unwrap();
+                (
+                    body["chat_id"].as_i64().unwrap(),
+                    body["text"].as_str().unwrap().chars().take(20).collect(),
+                )
+            })
+            .collect();
+        let new = -1_009_876_543_210_i64;
+        assert_eq!(
+            sent,
+            vec![
+                (-100, "first".into()),
+                (new, "first".into()),
+                (new, "⚠️ <b>shipline</b>: ".into()),
+                (new, "second".into()),
+            ],
+            "delivered to the new id, told once, then straight there"
         );
     }
 
