@@ -41,12 +41,16 @@ pub fn project_for<'a>(config: &Config, repo: &'a Repo, request: &BuildRequest) 
     }
 }
 
-/// The source version to build. A commit id builds exactly that commit; a fork's commit is not
-/// in the base repository's branches, so CodeBuild is asked for `pr/<n>` (the pull request's
-/// head), which a newer `synchronize` supersedes if it moves.
+/// The source version to build: always the requested commit, so the status posted on it
+/// describes the code that was built. A fork's commit is not in the base repository's branches;
+/// it is reached through the pull request's ref and pinned there: `refs/pull/<n>/head^{<sha>}`
+/// (CodeBuild user guide, *Source version sample with AWS CodeBuild*). `pr/<n>` alone would
+/// build whatever the head is when CodeBuild clones.
 pub fn source_version(request: &BuildRequest) -> String {
     match &request.trigger {
-        Trigger::PullRequest(pr) if pr.fork => format!("pr/{}", pr.number),
+        Trigger::PullRequest(pr) if pr.fork => {
+            format!("refs/pull/{}/head^{{{}}}", pr.number, request.sha)
+        }
         _ => request.sha.to_string(),
     }
 }

@@ -528,7 +528,11 @@ async fn a_fork_pull_request_is_not_built_unless_allowed_and_then_on_its_own_pro
             started[0].project.as_str(),
             started[0].source_version.as_str()
         ),
-        ("forky-untrusted", "pr/7")
+        (
+            "forky-untrusted",
+            format!("refs/pull/7/head^{{{SHA_A}}}").as_str()
+        ),
+        "pinned to the commit whose status it reports"
     );
 }
 
