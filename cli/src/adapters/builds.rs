@@ -164,7 +164,11 @@ fn phase(kind: impl Into<String>, status: &str, context: Vec<String>) -> Phase {
 
 /// Clones the local repository into `dir` at `sha` and reads its buildspec; the reason, in
 /// CodeBuild's words, when either fails.
-async fn check_out(repo_dir: &Path, dir: &Path, sha: &str) -> Result<Buildspec, String> {
+async fn check_out(repo_dir: &Path, dir: &Path, version: &str) -> Result<Buildspec, String> {
+    // A fork's pinned pull-request ref (`refs/pull/<n>/head^{<sha>}`) names its commit.
+    let sha = version
+        .rsplit_once("^{")
+        .map_or(version, |(_, commit)| commit.trim_end_matches('}'));
     let checkout = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
