@@ -30,6 +30,8 @@ pub enum StateKey<'a> {
     Chat { channel: &'a str, thread: &'a str },
     /// `throttle:<project>:<issue>`: the window in which a Sentry issue was last forwarded.
     Throttle { project: &'a str, issue: &'a str },
+    /// `sentry-request:<Request-ID>`: alert-forwarder answered this Sentry delivery.
+    SentryRequest(&'a str),
     /// `redelivery:<X-GitHub-Delivery>`: what the recovery sweep did about a failed delivery.
     Redelivery(&'a str),
     /// `recovery:<hook>`: when the recovery sweep last read a hook's deliveries.
@@ -48,6 +50,7 @@ impl fmt::Display for StateKey<'_> {
             StateKey::Delivery(id) => write!(f, "delivery:{id}"),
             StateKey::Request(id) => write!(f, "request:{id}"),
             StateKey::Run(id) => write!(f, "run:{id}"),
+            StateKey::SentryRequest(id) => write!(f, "sentry-request:{id}"),
             StateKey::Line(line) => write!(f, "line:{line}"),
             StateKey::RunningBuilds => f.write_str("builds:running"),
             StateKey::Live(target) => write!(f, "live:{target}"),

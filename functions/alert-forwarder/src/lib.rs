@@ -8,7 +8,9 @@ pub mod sentry;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::sentry::{Alert, Change, Delivery, RESOURCE_HEADER, SIGNATURE_HEADER};
+use crate::sentry::{
+    Alert, Change, Delivery, REQUEST_ID_HEADER, RESOURCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use lambda_http::http::{HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
@@ -59,7 +61,7 @@ pub async fn handle(
 /// An integration-platform delivery: signature first, then the resource.
 pub async fn handle_integration(deps: &Deps, headers: &HeaderMap, body: &[u8]) -> Reply {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let request_id = header("request-id").unwrap_or("").to_string();
+    let request_id = header(REQUEST_ID_HEADER).unwrap_or("").to_string();
     let resource = header(RESOURCE_HEADER).unwrap_or("").to_string();
     let span = tracing::info_span!("sentry", request_id = %request_id, resource = %resource);
     async {
@@ -77,14 +79,64 @@ pub async fn handle_integration(deps: &Deps, headers: &HeaderMap, body: &[u8]) -
         {
             return Reply::new(StatusCode::UNAUTHORIZED, e.to_string());
         }
-        match sentry::parse_integration(&resource, body) {
-            Ok(delivery) => act(deps, delivery).await,
-            Err(e) => Reply::new(StatusCode::BAD_REQUEST, e.to_string()),
+        if let Err(e) = sentry::check_timestamp(header(TIMESTAMP_HEADER), deps.clock.unix()) {
+            return Reply::new(StatusCode::UNAUTHORIZED, e.to_string());
         }
+        once_per_request(deps, &request_id, async {
+            match sentry::parse_integration(&resource, body) {
+                Ok(delivery) => act(deps, delivery).await,
+                Err(e) => Reply::new(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        })
+        .await
     }
     .instrument(span.clone())
     .await
     .logged(&span)
+}
+
+/// How long a Sentry delivery's `Request-ID` is remembered: far longer than Sentry retries.
+const REQUEST_TTL_SECS: i64 = 24 * 3600;
+
+/// Answers a delivery Sentry sends again (the same `Request-ID`) without acting twice: a
+/// resolved or regressed alert, which no throttle holds back, is posted once. A delivery is
+/// remembered once it was answered with success; a failure leaves Sentry's retry to act. The
+/// state table unreachable never refuses an alert: it goes through unremembered.
+async fn once_per_request(
+    deps: &Deps,
+    request_id: &str,
+    act: impl Future<Output = Reply>,
+) -> Reply {
+    if request_id.is_empty() {
+        return act.await;
+    }
+    let key = StateKey::SentryRequest(request_id);
+    let now = deps.clock.unix();
+    match deps
+        .state
+        .read_value::<serde::de::IgnoredAny>(key, now)
+        .await
+    {
+        Ok(Some(_)) => return Reply::new(StatusCode::OK, "duplicate: this request was answered"),
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "cannot tell a repeated request; acting on it"),
+    }
+    let reply = act.await;
+    if reply.status.is_success()
+        && let Err(e) = deps
+            .state
+            .write(
+                key,
+                &true,
+                Precondition::None,
+                Some(now + REQUEST_TTL_SECS),
+                now,
+            )
+            .await
+    {
+        warn!(error = %e, "cannot remember the request; a repeat would be told again");
+    }
+    reply
 }
 
 /// A legacy plugin delivery: the token in the URL stands in for a signature.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryStateStore};
 use shared::config::Config;
 use shared::messages::{self, Notification, NotificationKind};
-use shared::ports::{Precondition, StateStore};
+use shared::ports::{Clock, Precondition, StateStore};
 use shared::records::{LiveRecord, StateKey};
 use shared::secrets::SecretString;
 
@@ -71,13 +71,17 @@ fn event(path: &str, query: &str, headers: Value, body: &str) -> lambda_http::Re
     lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
-fn signed(resource: &str, body: &str) -> Value {
+/// The headers of a delivery as Sentry sends it now: each with its own `Request-ID` and the
+/// time it was sent (docs.sentry.io, *Integration Platform → Webhooks → Headers*).
+fn signed(h: &Harness, resource: &str, body: &str) -> Value {
+    static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     json!({
         "content-type": "application/json",
         "sentry-hook-resource": resource,
-        "sentry-hook-timestamp": "1795000000",
+        "sentry-hook-timestamp": h.clock.unix().to_string(),
         "sentry-hook-signature": sign(SECRET.as_bytes(), body.as_bytes()),
-        "request-id": "r-1",
+        "request-id": format!("5f1c7c6e-0000-4000-8000-{n:012}"),
     })
 }
 
@@ -94,7 +98,7 @@ async fn call(h: &Harness, request: lambda_http::Request) -> (u16, String) {
 }
 
 async fn post(h: &Harness, resource: &str, body: &str) -> (u16, String) {
-    call(h, event("/sentry", "", signed(resource, body), body)).await
+    call(h, event("/sentry", "", signed(h, resource, body), body)).await
 }
 
 fn queued(h: &Harness) -> Vec<Notification> {
@@ -163,16 +167,16 @@ async fn each_resource_and_action_yields_a_notification_or_a_reasoned_ignore() {
 #[tokio::test]
 async fn a_wrong_missing_or_truncated_signature_is_401_and_enqueues_nothing() {
     let h = harness("");
-    let mut wrong = signed("issue", ISSUE);
+    let mut wrong = signed(&h, "issue", ISSUE);
     wrong["sentry-hook-signature"] = json!(sign(b"guess", ISSUE.as_bytes()));
     assert_eq!(call(&h, event("/sentry", "", wrong, ISSUE)).await.0, 401);
-    let mut truncated = signed("issue", ISSUE);
+    let mut truncated = signed(&h, "issue", ISSUE);
     truncated["sentry-hook-signature"] = json!(&sign(SECRET.as_bytes(), ISSUE.as_bytes())[..40]);
     assert_eq!(
         call(&h, event("/sentry", "", truncated, ISSUE)).await.0,
         401
     );
-    let mut missing = signed("issue", ISSUE);
+    let mut missing = signed(&h, "issue", ISSUE);
     missing
         .as_object_mut()
         .unwrap()
@@ -180,6 +184,43 @@ async fn a_wrong_missing_or_truncated_signature_is_401_and_enqueues_nothing() {
     assert_eq!(
         call(&h, event("/sentry", "", missing, ISSUE)).await,
         (401, "missing Sentry-Hook-Signature header".into())
+    );
+    assert!(h.queue.is_empty());
+}
+
+#[tokio::test]
+async fn a_delivery_sent_again_is_answered_once_and_a_replay_is_refused() {
+    let h = harness("");
+    let resolved = with_action(ISSUE, "resolved");
+    let headers = signed(&h, "issue", &resolved);
+    let again = || call(&h, event("/sentry", "", headers.clone(), &resolved));
+    assert_eq!(again().await, (202, "queued".into()));
+    assert_eq!(
+        again().await,
+        (200, "duplicate: this request was answered".into())
+    );
+    assert_eq!(
+        queued(&h).len(),
+        1,
+        "a resolved alert sent twice is told once"
+    );
+
+    // The same delivery captured and sent an hour later, with a fresh Request-ID.
+    h.clock.advance(Duration::from_secs(3600));
+    let mut replay = headers.clone();
+    replay["request-id"] = json!("a-new-id");
+    assert_eq!(
+        call(&h, event("/sentry", "", replay.clone(), &resolved)).await,
+        (
+            401,
+            "Sentry-Hook-Timestamp is 3600 s from now, outside the 300 s window: a replay is refused"
+                .into()
+        )
+    );
+    replay["sentry-hook-timestamp"] = json!("yesterday");
+    assert_eq!(
+        call(&h, event("/sentry", "", replay, &resolved)).await,
+        (401, "Sentry-Hook-Timestamp is not Unix seconds".into())
     );
     assert!(h.queue.is_empty());
 }
