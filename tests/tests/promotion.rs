@@ -17,7 +17,7 @@ use shared::messages::{self, DeployRequest, Notification, NotificationKind};
 use shared::ports::{StateStore, SystemClock};
 use shared::records::{LiveRecord, StateKey};
 use shared::secrets::{SecretString, Secrets};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{header_regex, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const NEW: &str = "2222222222222222222222222222222222222222";
@@ -123,8 +123,20 @@ async fn heroku_that_rate_limits_the_first_release() -> MockServer {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
         .mount(&heroku)
         .await;
+    // v42 is the newest before the update; the first after it is the update's v43 (the
+    // Platform API's `Range` header, *Ranges*).
     Mock::given(method("GET"))
         .and(path("/apps/pax-user/releases"))
+        .and(header_regex("range", "order=desc"))
+        .respond_with(
+            ResponseTemplate::new(206)
+                .set_body_json(json!([{"id": "rel-42", "version": 42, "status": "succeeded"}])),
+        )
+        .mount(&heroku)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/apps/pax-user/releases"))
+        .and(header_regex("range", r"^version \]42\.\."))
         .respond_with(
             ResponseTemplate::new(206)
                 .set_body_json(json!([{"id": "rel-43", "version": 43, "status": "succeeded"}])),

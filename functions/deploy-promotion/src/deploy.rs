@@ -195,16 +195,25 @@ impl Deploy<'_> {
         let (deployer, rule) = (&self.deps.deployer, self.rule);
         let first = match (&progress.release_id, progress.requested) {
             (Some(id), _) => deployer.status(rule, id).await,
-            (None, true) => deployer.newest(rule).await,
+            (None, true) => match deployer
+                .released_since(rule, progress.since.as_deref())
+                .await
+            {
+                Ok(Some(release)) => Ok(release),
+                // The request never landed: this is the first release.
+                Ok(None) => deployer.release(rule, self.request).await,
+                Err(e) => Err(e),
+            },
             (None, false) => deployer.release(rule, self.request).await,
         };
         let first = match first {
-            Err(e @ DeployError::Unconfirmed(_)) => {
+            Err(DeployError::Unconfirmed { reason, since }) => {
                 progress.requested = true;
+                progress.since.clone_from(&since);
                 if let Err(state) = self.records.save(progress).await {
                     warn!(error = %state, "unconfirmed release not recorded; a retry may release again");
                 }
-                return Err(e.into());
+                return Err(DeployError::Unconfirmed { reason, since }.into());
             }
             first => first,
         };

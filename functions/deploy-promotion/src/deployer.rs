@@ -34,10 +34,15 @@ pub enum DeployError {
     /// The target refused (bad credentials, unknown app, missing image): trying again cannot help.
     #[error("{0}")]
     Refused(String),
-    /// The release was asked for and accepted, but reading it back failed: a retry must look
-    /// for it (`Deployer::newest`) rather than release a second time.
-    #[error("release requested but not confirmed: {0}")]
-    Unconfirmed(String),
+    /// The release was asked for and may have been made, but the target did not confirm it (its
+    /// answer was lost, or reading the release back failed): a retry must look for it
+    /// (`Deployer::released_since`) rather than release a second time, which would run a
+    /// release phase's migrations twice. `since` marks the target's newest release before.
+    #[error("release requested but not confirmed: {reason}")]
+    Unconfirmed {
+        reason: String,
+        since: Option<String>,
+    },
 }
 
 impl Retryable for DeployError {
@@ -70,8 +75,13 @@ pub trait Deployer: Send + Sync {
             url: None,
         })
     }
-    /// The target's newest release: after `release` answered `Unconfirmed`, the one it made.
-    async fn newest(&self, _rule: &DeployRule) -> Result<Release, DeployError> {
+    /// After `release` answered `Unconfirmed`: the release it made, the first after `since`, or
+    /// `None` when there is none, so that releasing again is safe.
+    async fn released_since(
+        &self,
+        _rule: &DeployRule,
+        _since: Option<&str>,
+    ) -> Result<Option<Release>, DeployError> {
         Err(DeployError::Refused(
             "this target cannot list its releases".into(),
         ))

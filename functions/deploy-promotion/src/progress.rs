@@ -21,9 +21,13 @@ pub(crate) struct Progress {
     /// GitHub heard `in_progress` and the chat heard the deploy start.
     #[serde(default)]
     pub announced: bool,
-    /// The target accepted the release but did not confirm it: look it up, do not release again.
+    /// The target may have made the release without confirming it: look it up, do not release
+    /// again.
     #[serde(default)]
     pub requested: bool,
+    /// The target's newest release before the unconfirmed request (`DeployError::Unconfirmed`).
+    #[serde(default)]
+    pub since: Option<String>,
 }
 
 impl Progress {
@@ -34,6 +38,7 @@ impl Progress {
             release_id: None,
             announced: false,
             requested: false,
+            since: None,
         }
     }
 

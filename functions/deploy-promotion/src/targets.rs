@@ -58,8 +58,12 @@ impl Deployer for Targets {
         self.pick(rule)?.status(rule, id).await
     }
 
-    async fn newest(&self, rule: &DeployRule) -> Result<Release, DeployError> {
-        self.pick(rule)?.newest(rule).await
+    async fn released_since(
+        &self,
+        rule: &DeployRule,
+        since: Option<&str>,
+    ) -> Result<Option<Release>, DeployError> {
+        self.pick(rule)?.released_since(rule, since).await
     }
 
     async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {

@@ -2,7 +2,7 @@
 //! through the real clients), on in-memory state and queues.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_lambda_events::sqs::SqsEvent;
@@ -19,12 +19,14 @@ use shared::messages::{
 use shared::ports::{Clock, Precondition, StateStore};
 use shared::records::{LiveRecord, StateKey};
 use shared::secrets::{SecretString, Secrets};
-use wiremock::matchers::{body_json, header, headers, method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use wiremock::matchers::{body_json, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+mod heroku_fake;
+use heroku_fake::{App, HerokuFake};
 
 const NEW: &str = "2222222222222222222222222222222222222222";
 const OLD: &str = "1111111111111111111111111111111111111111";
-const HEROKU_ACCEPT: &str = "application/vnd.heroku+json; version=3.docker-releases";
 
 struct Harness {
     deps: Deps,
@@ -114,28 +116,20 @@ impl Harness {
             .await;
     }
 
-    async fn heroku_releases(&self, final_status: &str, failure: Option<&str>) {
-        Mock::given(method("PATCH"))
-            .and(path("/apps/pax-user/formation"))
-            .and(header("accept", HEROKU_ACCEPT))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+    /// Heroku with v42 live; a formation update's release phase ends in `final_status`.
+    async fn heroku_releases(&self, final_status: &str, failure: Option<&str>) -> Arc<Mutex<App>> {
+        let mut app = App::new();
+        app.ends_as = (final_status.into(), failure.map(str::to_string));
+        self.heroku_app(app).await
+    }
+
+    async fn heroku_app(&self, app: App) -> Arc<Mutex<App>> {
+        let app = Arc::new(Mutex::new(app));
+        Mock::given(wiremock::matchers::any())
+            .respond_with(HerokuFake { app: app.clone() })
             .mount(&self.heroku)
             .await;
-        Mock::given(method("GET"))
-            .and(path("/apps/pax-user/releases"))
-            // wiremock splits header values at commas.
-            .and(headers("range", vec!["version ..; max=1", "order=desc"]))
-            .respond_with(
-                ResponseTemplate::new(206)
-                    .set_body_json(json!([{"id": "rel-43", "version": 43, "status": "pending"}])),
-            )
-            .mount(&self.heroku)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/apps/pax-user/releases/rel-43"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "rel-43", "version": 43, "status": final_status, "description": failure})))
-            .mount(&self.heroku)
-            .await;
+        app
     }
 
     async fn live(&self) -> Option<LiveRecord> {
@@ -466,7 +460,8 @@ async fn a_429_then_200_from_heroku_deploys_once() {
 async fn an_unknown_app_fails_at_once_with_a_clear_reason() {
     let h = harness().await;
     h.github_says_head_is(NEW).await;
-    Mock::given(method("PATCH"))
+    // Heroku answers every call about an app it does not know with 404 not_found.
+    Mock::given(wiremock::matchers::any())
         .respond_with(
             ResponseTemplate::new(404)
                 .set_body_json(json!({"id": "not_found", "message": "Couldn't find that app."})),
@@ -575,11 +570,31 @@ async fn a_release_still_pending_after_the_budget_is_followed_by_the_retry_not_m
 }
 
 #[tokio::test]
-async fn a_release_heroku_accepted_but_did_not_confirm_is_looked_up_not_made_again() {
+async fn a_formation_update_whose_answer_was_lost_is_looked_up_not_made_again() {
+    // Heroku made the release, then the answer was lost (a 503 after the change): a second
+    // update would run the release phase's migrations twice.
     let h = harness().await;
     h.github_says_head_is(NEW).await;
+    let mut app = App::new();
+    app.lose_patch_answers = 1;
+    h.heroku_app(app).await;
+    assert_eq!(run(&h, messages::encode(&request(NEW))).await, vec!["m-0"]);
+    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
+    assert_eq!(h.patches().await, 1, "the retry found the release it made");
+    assert_eq!(h.live().await.unwrap().release_id, "rel-43");
+}
+
+#[tokio::test]
+async fn a_release_heroku_made_but_could_not_list_is_looked_up_not_made_again() {
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    // The read after the update fails once; the one before it does not.
     Mock::given(method("GET"))
         .and(path("/apps/pax-user/releases"))
+        .and(wiremock::matchers::header_regex(
+            "range",
+            r"^version \]42\.\.",
+        ))
         .respond_with(ResponseTemplate::new(503))
         .up_to_n_times(1)
         .mount(&h.heroku)
@@ -589,6 +604,33 @@ async fn a_release_heroku_accepted_but_did_not_confirm_is_looked_up_not_made_aga
     assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
     assert_eq!(h.patches().await, 1, "the retry found the release it made");
     assert_eq!(h.live().await.unwrap().release_id, "rel-43");
+}
+
+#[tokio::test]
+async fn a_config_release_landing_after_the_update_is_not_taken_for_ours() {
+    // A config change lands right after the formation update and succeeds at once; our
+    // release's phase fails. The newest release is the config change's: following it would
+    // call a failed deploy live.
+    let h = harness().await;
+    h.github_says_head_is(NEW).await;
+    let mut app = App::new();
+    app.interleave = true;
+    app.ends_as = ("failed".into(), Some("Release command failed".into()));
+    h.heroku_app(app).await;
+    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
+    assert!(h.live().await.is_none(), "nothing of ours went live");
+    let kinds = h.kinds();
+    assert_eq!(kinds.last().unwrap().0, NotificationKind::DeployFailed);
+    assert!(
+        kinds
+            .last()
+            .unwrap()
+            .1
+            .as_deref()
+            .unwrap()
+            .contains("release v43 failed"),
+        "{kinds:?}"
+    );
 }
 
 #[tokio::test]
@@ -623,49 +665,13 @@ async fn a_message_that_is_not_a_deploy_is_reported_failed_and_deploys_nothing()
 /// A Heroku release phase that runs until `ends` on the test's clock: until then the Platform
 /// API shows the release `pending`, then `succeeded` (Release Info's `status`; Heroku lets a
 /// release phase run up to an hour).
-struct ReleasePhase {
-    clock: Arc<FixedClock>,
-    ends: time::OffsetDateTime,
-}
-
-impl Respond for ReleasePhase {
-    fn respond(&self, _: &Request) -> ResponseTemplate {
-        let status = if self.clock.now() < self.ends {
-            "pending"
-        } else {
-            "succeeded"
-        };
-        ResponseTemplate::new(200)
-            .set_body_json(json!({"id": "rel-43", "version": 43, "status": status}))
-    }
-}
-
 impl Harness {
     /// Heroku accepts the formation update and runs its release phase for `phase` of
     /// simulated time.
     async fn heroku_release_phase_runs_for(&self, phase: Duration) {
-        Mock::given(method("PATCH"))
-            .and(path("/apps/pax-user/formation"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-            .mount(&self.heroku)
-            .await;
-        let phase = ReleasePhase {
-            clock: self.clock.clone(),
-            ends: self.clock.now() + phase,
-        };
-        Mock::given(method("GET"))
-            .and(path("/apps/pax-user/releases"))
-            .respond_with(
-                ResponseTemplate::new(206)
-                    .set_body_json(json!([{"id": "rel-43", "version": 43, "status": "pending"}])),
-            )
-            .mount(&self.heroku)
-            .await;
-        Mock::given(method("GET"))
-            .and(path("/apps/pax-user/releases/rel-43"))
-            .respond_with(phase)
-            .mount(&self.heroku)
-            .await;
+        let mut app = App::new();
+        app.phase_ends = Some((self.clock.clone(), self.clock.now() + phase));
+        self.heroku_app(app).await;
     }
 
     /// One receive of `body`, the `receive`th, as SQS delivers it again and again.

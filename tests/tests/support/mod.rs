@@ -234,24 +234,45 @@ pub async fn heroku(faults: Faults) -> Fake {
         .set_body_json(
             json!({"id": "rate_limit", "message": "Your account reached the API rate limit"}),
         );
-    Fake::start(faults, rate_limit, |request, _| {
+    // Each app's newest release version: v9 before the first update. A formation update
+    // makes the next release, and a release list honours `Range: version ]N..` (the first
+    // after vN) and `order=desc` (the newest), as the Platform API's *Ranges* describes.
+    let versions: Mutex<HashMap<String, u64>> = Mutex::default();
+    let release = |app: &str, v: u64| json!({"id": format!("rel-{app}-{v}"), "version": v, "status": "succeeded", "app": {"name": app}});
+    Fake::start(faults, rate_limit, move |request, _| {
         let parts: Vec<&str> = request
             .url
             .path()
             .trim_start_matches('/')
             .split('/')
             .collect();
+        let mut versions = versions.lock().unwrap();
         match (request.method.as_str(), parts.as_slice()) {
-            ("PATCH", ["apps", _, "formation"]) => {
+            ("PATCH", ["apps", app, "formation"]) => {
+                *versions.entry(app.to_string()).or_insert(9) += 1;
                 Done(ResponseTemplate::new(200).set_body_json(json!([])))
             }
-            ("GET", ["apps", app, "releases"]) => Done(ResponseTemplate::new(206).set_body_json(
-                json!([{"id": format!("rel-{app}"), "version": 9, "status": "succeeded"}]),
-            )),
+            ("GET", ["apps", app, "releases"]) => {
+                let newest = *versions.get(*app).unwrap_or(&9);
+                let range = request.headers.get("range").and_then(|v| v.to_str().ok());
+                let after = range
+                    .and_then(|r| r.strip_prefix("version ]"))
+                    .and_then(|r| r.split("..").next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let listed = match after {
+                    Some(n) if n < newest => vec![release(app, n + 1)],
+                    Some(_) => vec![],
+                    None => vec![release(app, newest)],
+                };
+                Done(ResponseTemplate::new(206).set_body_json(listed))
+            }
             ("GET", ["apps", app, "releases", id]) => {
-                Done(ResponseTemplate::new(200).set_body_json(
-                    json!({"id": id, "version": 9, "status": "succeeded", "app": {"name": app}}),
-                ))
+                let v = id
+                    .rsplit('-')
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(9);
+                Done(ResponseTemplate::new(200).set_body_json(release(app, v)))
             }
             _ => Refused(ResponseTemplate::new(404).set_body_json(json!({"id": "not_found"}))),
         }

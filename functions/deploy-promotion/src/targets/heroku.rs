@@ -124,16 +124,41 @@ impl Heroku {
         })
     }
 
-    async fn newest_release(&self, app: &str) -> Result<Release, DeployError> {
+    /// The first release of `app` in `range` (the Platform API's `Range` header, *Ranges* in
+    /// its reference: `version ]42..; max=1, order=asc` is the first after v42).
+    async fn first_release(
+        &self,
+        app: &str,
+        range: &str,
+    ) -> Result<Option<HerokuRelease>, DeployError> {
         let request = self
             .http
             .get(format!("{}/apps/{app}/releases", self.base))
-            .header("range", "version ..; max=1, order=desc");
+            .header("range", range);
         let releases: Vec<HerokuRelease> = self.call(app, request, API_V3).await?;
-        let newest = releases.into_iter().next().ok_or_else(|| {
-            DeployError::Unavailable(format!("Heroku listed no release for {app}"))
-        })?;
-        Ok(release_from(app, newest))
+        Ok(releases.into_iter().next())
+    }
+
+    /// The version of the app's newest release.
+    async fn newest_version(&self, app: &str) -> Result<Option<u64>, DeployError> {
+        let newest = self
+            .first_release(app, "version ..; max=1, order=desc")
+            .await?;
+        Ok(newest.and_then(|r| r.version))
+    }
+
+    /// The first release after version `since` (the newest, without one).
+    async fn release_after(
+        &self,
+        app: &str,
+        since: Option<u64>,
+    ) -> Result<Option<Release>, DeployError> {
+        let range = match since {
+            Some(v) => format!("version ]{v}..; max=1, order=asc"),
+            None => "version ..; max=1, order=desc".to_string(),
+        };
+        let release = self.first_release(app, &range).await?;
+        Ok(release.map(|r| release_from(app, r)))
     }
 
     fn app(rule: &DeployRule) -> Result<&HerokuTarget, DeployError> {
@@ -211,22 +236,43 @@ impl Deployer for Heroku {
             updates.push(json!({ "type": process, "docker_image": image }));
         }
         let app = &target.app;
+        // As Heroku's CLI does for a container release (`container/release.ts`): note the
+        // newest release before the update and follow the first one after it. The update
+        // answers with the formation, not the release, and config changes, add-ons and
+        // rollbacks make releases of their own, so the newest release may not be ours.
+        let since = self.newest_version(app).await?;
+        let unconfirmed = |reason: String| DeployError::Unconfirmed {
+            reason,
+            since: since.map(|v| v.to_string()),
+        };
         let patch = self
             .http
             .patch(format!("{}/apps/{app}/formation", self.base))
             .json(&json!({ "updates": updates }));
-        // What the update answers is not needed: the release it made is read next.
-        self.send(app, patch, API_V3_DOCKER).await?;
-        // The formation update creates a release; the newest one is ours. Once the update is
-        // accepted, a failure to read it back must not lead to a second release.
-        self.newest_release(app).await.map_err(|e| match e {
-            DeployError::Refused(_) => e,
-            e => DeployError::Unconfirmed(e.to_string()),
-        })
+        match self.send(app, patch, API_V3_DOCKER).await {
+            Ok(_) => {}
+            // A timeout or a 5xx may come after Heroku made the release: look before updating
+            // again, so a release phase never runs twice.
+            Err(DeployError::Unavailable(reason)) => return Err(unconfirmed(reason)),
+            Err(e) => return Err(e),
+        }
+        match self.release_after(app, since).await {
+            Ok(Some(release)) => Ok(release),
+            Ok(None) => Err(unconfirmed(
+                "Heroku listed no release after the formation update".into(),
+            )),
+            Err(e @ DeployError::Refused(_)) => Err(e),
+            Err(e) => Err(unconfirmed(e.to_string())),
+        }
     }
 
-    async fn newest(&self, rule: &DeployRule) -> Result<Release, DeployError> {
-        self.newest_release(&Self::app(rule)?.app).await
+    async fn released_since(
+        &self,
+        rule: &DeployRule,
+        since: Option<&str>,
+    ) -> Result<Option<Release>, DeployError> {
+        let since = since.and_then(|v| v.parse().ok());
+        self.release_after(&Self::app(rule)?.app, since).await
     }
 
     async fn status(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
