@@ -25,6 +25,13 @@ pub enum Release {
     Failed { id: Option<String>, reason: String },
 }
 
+/// A release as a target names it: the id its API takes, and what people call it (`v41`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub id: String,
+    pub version: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error("deploy target rate limit; retry after {}s", retry_after.as_secs())]
@@ -85,6 +92,18 @@ pub trait Deployer: Send + Sync {
         Err(DeployError::Refused(
             "this target cannot list its releases".into(),
         ))
+    }
+    /// The release `asked` names (an id, or a version such as `v41`) as the target knows it,
+    /// checked that it can still be rolled back to. By default, as asked.
+    async fn rollback_candidate(
+        &self,
+        _rule: &DeployRule,
+        asked: &str,
+    ) -> Result<Named, DeployError> {
+        Ok(Named {
+            id: asked.to_string(),
+            version: None,
+        })
     }
     /// Releases the code of an earlier release again.
     async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError>;

@@ -1,9 +1,14 @@
 //! A rollback: an earlier release of a target goes live again, and the live record and the
 //! chat say so. It travels the deploy queue, so it never races a deploy of the same target.
 
+use serde_json::json;
 use shared::batch::Outcome;
+use shared::config::DeployRule;
+use shared::ids::Sha;
 use shared::messages::{Facts, NotificationKind, RollbackRequest};
+use shared::ports::{DeploymentState, DeploymentStatus, NewDeployment};
 use shared::records::{LiveRecord, PastRelease};
+use tracing::warn;
 
 use crate::deployer::Release;
 use crate::error::PromotionError;
@@ -28,13 +33,12 @@ pub(crate) async fn rollback(
             "nothing is recorded as live on {target}"
         )));
     };
-    let Some(wanted) = wanted_release(&live, request.release.as_deref()) else {
+    let Some(mut wanted) = wanted_release(&live, request.release.as_deref()) else {
         return Ok(Outcome::Skipped(format!(
             "no earlier release of {target} is recorded"
         )));
     };
-    let first = deps.deployer.rollback(rule, &wanted.release_id).await;
-    let end = follow(deps, rule, first).await?;
+    let end = put_back(deps, rule, &mut wanted).await?;
 
     // A release the history does not know keeps the live commit in the record.
     let sha = if wanted.sha.is_empty() {
@@ -62,12 +66,17 @@ pub(crate) async fn rollback(
                 id,
                 version: version.clone(),
             };
+            let repo = live.repo.clone();
             let record = after_rollback(live, &wanted, sha, released, deps.clock.rfc3339());
             records.set_live(&record).await?;
+            let reason = format!("rolled back to {what} by {}", request.requested_by);
+            if !wanted.sha.is_empty() {
+                tell_github(deps, rule, &repo, &wanted.sha, &reason, url.clone()).await;
+            }
             let facts = Facts {
                 release: version,
                 url,
-                reason: Some(format!("rolled back to {what} by {}", request.requested_by)),
+                reason: Some(reason),
                 ..chat.facts()
             };
             chat.tell(NotificationKind::DeploySucceeded, facts).await;
@@ -84,6 +93,64 @@ pub(crate) async fn rollback(
             chat.tell(NotificationKind::DeployFailed, facts).await;
             Ok(Outcome::Skipped(reason))
         }
+    }
+}
+
+/// Releases `wanted` again, followed to its end. `v41` becomes the id the target's API takes
+/// first, and an expired release is refused (a failed release: production unchanged).
+async fn put_back(
+    deps: &Deps,
+    rule: &DeployRule,
+    wanted: &mut PastRelease,
+) -> Result<Release, PromotionError> {
+    let first = match deps
+        .deployer
+        .rollback_candidate(rule, &wanted.release_id)
+        .await
+    {
+        Ok(named) => {
+            wanted.version = wanted.version.take().or(named.version);
+            wanted.release_id = named.id;
+            deps.deployer.rollback(rule, &wanted.release_id).await
+        }
+        Err(e) => Err(e),
+    };
+    follow(deps, rule, first).await
+}
+
+/// GitHub's record of what is live after a rollback: a deployment of the restored commit with a
+/// `success` status. Best effort, after the fact: the rollback is done, and is not made again
+/// because GitHub did not hear of it.
+async fn tell_github(
+    deps: &Deps,
+    rule: &DeployRule,
+    repo: &str,
+    sha: &Sha,
+    reason: &str,
+    url: Option<String>,
+) {
+    let deployment = NewDeployment {
+        sha: sha.to_string(),
+        environment: rule.environment.clone(),
+        description: format!("shipline: {reason}"),
+        payload: json!({ "rollback": true }),
+    };
+    let status = DeploymentStatus {
+        state: DeploymentState::Success,
+        description: reason.to_string(),
+        log_url: url.clone(),
+        environment_url: rule.environment_url.clone().or(url),
+    };
+    let told = match deps.github.create_deployment(repo, &deployment, None).await {
+        Ok(id) => {
+            deps.github
+                .set_deployment_status(repo, id, &status, None)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = told {
+        warn!(error = %e, "GitHub did not hear of the rollback; its deployments page is behind");
     }
 }
 

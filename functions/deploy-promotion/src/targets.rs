@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use shared::config::{DeployRule, Target};
 use shared::messages::DeployRequest;
 
-use crate::deployer::{DeployError, Deployer, Release};
+use crate::deployer::{DeployError, Deployer, Named, Release};
 
 pub use heroku::{HEROKU_PUBLIC_API, Heroku, image_variable};
 pub use hook::Hook;
@@ -56,6 +56,14 @@ impl Deployer for Targets {
 
     async fn status(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {
         self.pick(rule)?.status(rule, id).await
+    }
+
+    async fn rollback_candidate(
+        &self,
+        rule: &DeployRule,
+        asked: &str,
+    ) -> Result<Named, DeployError> {
+        self.pick(rule)?.rollback_candidate(rule, asked).await
     }
 
     async fn released_since(

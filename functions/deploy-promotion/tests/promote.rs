@@ -511,6 +511,8 @@ async fn a_rollback_releases_the_earlier_release() {
         .expect(1)
         .mount(&h.heroku)
         .await;
+    h.heroku_releases("succeeded", None).await;
+    h.github_says_head_is(NEW).await;
     let rollback = RollbackRequest {
         v: 1,
         target: "heroku:pax-user".into(),
@@ -542,6 +544,97 @@ async fn a_rollback_releases_the_earlier_release() {
         (
             NotificationKind::DeploySucceeded,
             Some("rolled back to v41 by ana")
+        )
+    );
+    // GitHub shows what is live: a deployment of the restored commit, successful.
+    let github = h.github.received_requests().await.unwrap();
+    let deployment: Value = github
+        .iter()
+        .find(|r| r.url.path() == "/repos/pax-app/User/deployments")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .expect("a deployment of the restored commit");
+    assert_eq!(
+        deployment["ref"],
+        "0000000000000000000000000000000000000000"
+    );
+    let status: Value = github
+        .iter()
+        .find(|r| r.url.path().ends_with("/deployments/9001/statuses"))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .unwrap();
+    assert_eq!(
+        (status["state"].as_str(), status["environment_url"].as_str()),
+        (Some("success"), Some("https://user.pax.app"))
+    );
+}
+
+/// A rollback of `heroku:pax-user` to `release`, by ana.
+fn rollback_to(release: &str) -> String {
+    messages::encode(&DeployQueueMessage::Rollback(RollbackRequest {
+        v: 1,
+        target: "heroku:pax-user".into(),
+        release: Some(release.into()),
+        requested_by: "ana".into(),
+        requested_at: "2026-11-26T10:00:00Z".into(),
+    }))
+}
+
+#[tokio::test]
+async fn a_rollback_to_a_version_is_resolved_to_the_release_id_heroku_takes() {
+    // v40 is not in shipline's history; Heroku's rollback takes a release id, not `v40`.
+    let h = harness().await;
+    h.set_live(NEW).await;
+    let app = h.heroku_releases("succeeded", None).await;
+    assert!(run(&h, rollback_to("v40")).await.is_empty());
+    let rollbacks: Vec<Value> = h
+        .heroku
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(rollbacks, vec![json!({"release": "rel-40"})]);
+    assert_eq!(
+        app.lock().unwrap().releases.last().unwrap().description,
+        "Rollback to v40"
+    );
+    let (kind, reason) = h.kinds().pop().unwrap();
+    assert_eq!(
+        (kind, reason.as_deref()),
+        (
+            NotificationKind::DeploySucceeded,
+            Some("rolled back to v40 by ana")
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_to_an_expired_release_is_refused_with_that_reason() {
+    let h = harness().await;
+    h.set_live(NEW).await;
+    h.heroku_releases("succeeded", None).await;
+    assert!(
+        run(&h, rollback_to("v39")).await.is_empty(),
+        "told, not retried"
+    );
+    let posts = h
+        .heroku
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 0, "nothing released");
+    assert_eq!(h.live().await.unwrap().release_id, "rel-42", "still live");
+    let (kind, reason) = h.kinds().pop().unwrap();
+    assert_eq!(kind, NotificationKind::DeployFailed);
+    assert_eq!(
+        reason.as_deref(),
+        Some(
+            "rollback to v39 failed: release v39 of pax-user has expired (older than Heroku keeps releases for rollback)"
         )
     );
 }

@@ -13,7 +13,7 @@ use shared::http::{self, Failure, USER_AGENT};
 use shared::messages::DeployRequest;
 use shared::secrets::SecretString;
 
-use crate::deployer::{DeployError, Deployer, Release};
+use crate::deployer::{DeployError, Deployer, Named, Release};
 
 pub const HEROKU_PUBLIC_API: &str = "https://api.heroku.com";
 
@@ -46,6 +46,9 @@ struct HerokuRelease {
     status: Option<ReleaseStatus>,
     #[serde(default)]
     description: Option<String>,
+    /// False once Heroku expired the release's slug (older than its retention).
+    #[serde(default)]
+    eligible_for_rollback: Option<bool>,
 }
 
 /// `failed`, `pending` or `succeeded`, per the Platform API reference.
@@ -55,6 +58,8 @@ enum ReleaseStatus {
     Succeeded,
     Pending,
     Failed,
+    /// Older than Heroku's release retention: it cannot be rolled back to.
+    Expired,
     /// A status this code does not know: not live, so treated as failed.
     #[serde(other)]
     Other,
@@ -187,6 +192,10 @@ fn refused(
             StatusCode::FORBIDDEN => {
                 format!("Heroku API key may not deploy {app} (403 {id}): {message}")
             }
+            // Heroku's message says what it could not find: the app, or a release of it.
+            StatusCode::NOT_FOUND if message.contains("release") => {
+                format!("Heroku app {app} has no such release (404 {id}): {message}")
+            }
             StatusCode::NOT_FOUND => format!("Heroku app {app} not found (404 {id}): {message}"),
             s => format!("Heroku refused ({s} {id}): {message}"),
         }),
@@ -203,17 +212,19 @@ fn release_from(app: &str, release: HerokuRelease) -> Release {
             url: Some(format!("https://dashboard.heroku.com/apps/{app}/activity")),
         },
         Some(ReleaseStatus::Pending) => Release::Pending { id, version },
-        Some(ReleaseStatus::Failed | ReleaseStatus::Other) => Release::Failed {
-            id: Some(id),
-            reason: format!(
-                "release {} failed{}",
-                version.as_deref().unwrap_or("?"),
-                release
-                    .description
-                    .map(|d| format!(": {d}"))
-                    .unwrap_or_default()
-            ),
-        },
+        Some(ReleaseStatus::Failed | ReleaseStatus::Expired | ReleaseStatus::Other) => {
+            Release::Failed {
+                id: Some(id),
+                reason: format!(
+                    "release {} failed{}",
+                    version.as_deref().unwrap_or("?"),
+                    release
+                        .description
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                ),
+            }
+        }
     }
 }
 
@@ -282,6 +293,37 @@ impl Deployer for Heroku {
             .get(format!("{}/apps/{app}/releases/{id}", self.base));
         let release = self.call(app, request, API_V3).await?;
         Ok(release_from(app, release))
+    }
+
+    /// `v41` is resolved to its release id: the Platform API's rollback takes an id, and Release
+    /// Info takes an id or a version number.
+    async fn rollback_candidate(
+        &self,
+        rule: &DeployRule,
+        asked: &str,
+    ) -> Result<Named, DeployError> {
+        let app = &Self::app(rule)?.app;
+        let key = asked
+            .strip_prefix('v')
+            .filter(|n| n.parse::<u64>().is_ok())
+            .unwrap_or(asked);
+        let request = self
+            .http
+            .get(format!("{}/apps/{app}/releases/{key}", self.base));
+        let release: HerokuRelease = self.call(app, request, API_V3).await?;
+        let version = release.version.map(|v| format!("v{v}"));
+        let expired = release.status == Some(ReleaseStatus::Expired)
+            || release.eligible_for_rollback == Some(false);
+        if expired {
+            return Err(DeployError::Refused(format!(
+                "release {} of {app} has expired (older than Heroku keeps releases for rollback)",
+                version.as_deref().unwrap_or(asked)
+            )));
+        }
+        Ok(Named {
+            id: release.id,
+            version,
+        })
     }
 
     async fn rollback(&self, rule: &DeployRule, id: &str) -> Result<Release, DeployError> {

@@ -9,7 +9,9 @@
 //! - `GET /apps/{app}/releases` honours `Range: version ]N..; max=M, order=asc|desc` (`]` is
 //!   exclusive; the default order is ascending, the default page 200) and answers 206;
 //! - `GET /apps/{app}/releases/{id_or_version}`; `POST /apps/{app}/releases` with
-//!   `{"release": id}` rolls back by making a new release of that one's code.
+//!   `{"release": id}` rolls back by making a new release of that one's code (an id: a
+//!   version there is a release Heroku cannot find);
+//! - releases older than Heroku's retention are `expired`, and not `eligible_for_rollback`.
 
 use std::sync::{Arc, Mutex};
 
@@ -36,6 +38,7 @@ impl FakeRelease {
         json!({
             "id": self.id(), "version": self.version, "status": self.status,
             "description": self.description, "app": {"name": APP},
+            "eligible_for_rollback": self.status != "expired",
         })
     }
 }
@@ -54,14 +57,20 @@ pub struct App {
 }
 
 impl App {
-    /// v42 live, and formation updates that succeed.
+    /// v42 live after v40 and v41, v39 expired, and formation updates that succeed.
     pub fn new() -> Self {
+        let release = |version: u64, status: &str| FakeRelease {
+            version,
+            status: status.into(),
+            description: format!("Deployed web ({version:012x})"),
+        };
         Self {
-            releases: vec![FakeRelease {
-                version: 42,
-                status: "succeeded".into(),
-                description: "Deployed web (0123456789ab)".into(),
-            }],
+            releases: vec![
+                release(39, "expired"),
+                release(40, "succeeded"),
+                release(41, "succeeded"),
+                release(42, "succeeded"),
+            ],
             ends_as: ("succeeded".into(), None),
             phase_ends: None,
             interleave: false,
@@ -133,7 +142,8 @@ impl Respond for HerokuFake {
             ("POST", ["apps", APP, "releases"]) => {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
                 let target = body["release"].as_str().unwrap_or("");
-                match app.find(target).map(|r| r.version) {
+                let by_id = app.releases.iter().find(|r| r.id() == target);
+                match by_id.map(|r| r.version) {
                     Some(v) => {
                         let rollback = app.add("succeeded", format!("Rollback to v{v}"));
                         ResponseTemplate::new(201).set_body_json(rollback.json())
