@@ -130,20 +130,27 @@ async fn fake_github(exchanges: &Arc<Mutex<Vec<Value>>>) -> MockServer {
 const REPO: &str = "octocat/Hello-World";
 const SHA: &str = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
 
+/// A description longer than GitHub takes (140 characters for a status or deployment status),
+/// with characters of several bytes.
+fn long_description() -> String {
+    format!("Build failed: {}", "ünïcödé ✓ ".repeat(30))
+}
+
 /// Every repository operation shipline calls, as build-dispatch, deploy-promotion and
-/// delivery-recovery call them.
+/// delivery-recovery call them, with every state shipline sets.
 async fn repository_calls(github: &GitHubClient) {
-    for (state, url) in [
-        (
-            CommitState::Pending,
-            Some("https://console.aws.amazon.com/codesuite/codebuild"),
-        ),
-        (CommitState::Success, None),
-    ] {
+    let states = [
+        CommitState::Pending,
+        CommitState::Success,
+        CommitState::Failure,
+        CommitState::Error,
+    ];
+    for (i, state) in states.into_iter().enumerate() {
         let status = CommitStatus {
             state,
-            target_url: url.map(str::to_string),
-            description: "Build succeeded in 3m 12s".into(),
+            target_url: (i % 2 == 0)
+                .then(|| "https://console.aws.amazon.com/codesuite/codebuild".to_string()),
+            description: long_description(),
             context: "shipline/build".into(),
         };
         github.set_status(REPO, SHA, &status, None).await.unwrap();
@@ -166,16 +173,24 @@ async fn repository_calls(github: &GitHubClient) {
         .create_deployment(REPO, &deployment, None)
         .await
         .unwrap();
-    let status = DeploymentStatus {
-        state: DeploymentState::Success,
-        description: "Live as v42".into(),
-        log_url: Some("https://dashboard.heroku.com/apps/pax-user/activity".into()),
-        environment_url: Some("https://pax-user.herokuapp.com".into()),
-    };
-    github
-        .set_deployment_status(REPO, id, &status, None)
-        .await
-        .unwrap();
+    for state in [
+        DeploymentState::InProgress,
+        DeploymentState::Success,
+        DeploymentState::Failure,
+        DeploymentState::Error,
+        DeploymentState::Inactive,
+    ] {
+        let status = DeploymentStatus {
+            state,
+            description: long_description(),
+            log_url: Some("https://dashboard.heroku.com/apps/pax-user/activity".into()),
+            environment_url: Some("https://pax-user.herokuapp.com".into()),
+        };
+        github
+            .set_deployment_status(REPO, id, &status, None)
+            .await
+            .unwrap();
+    }
     let hooks = github.hooks(REPO).await.unwrap();
     let scope = HookScope::Repo {
         repo: REPO.into(),
@@ -219,12 +234,15 @@ async fn every_github_call_matches_githubs_own_description() {
     app.set_status(REPO, SHA, &status, None).await.unwrap();
     deliveries(&app, &HookScope::App).await;
 
-    let lines: Vec<String> = exchanges
-        .lock()
-        .unwrap()
-        .iter()
-        .map(Value::to_string)
-        .collect();
+    let exchanges = exchanges.lock().unwrap();
+    // What GitHub caps but its description does not say: 140 characters of a description
+    // (REST reference, "Create a deployment status").
+    for exchange in exchanges.iter() {
+        if let Some(description) = exchange["request"]["description"].as_str() {
+            assert!(description.chars().count() <= 140, "{exchange}");
+        }
+    }
+    let lines: Vec<String> = exchanges.iter().map(Value::to_string).collect();
     let out = PathBuf::from(
         std::env::var(EXCHANGES).unwrap_or_else(|_| panic!("{EXCHANGES} is not set")),
     );

@@ -6,12 +6,22 @@
 use crate::chat::ChatKind;
 use shared::messages::{Facts, Notification, NotificationKind, short_sha};
 
-/// Telegram allows 4096 characters after entity parsing; the markup only adds to what is
-/// counted here, so staying under it on the raw text is safe.
+/// Telegram allows 4096 characters after entity parsing (Bot API, `sendMessage`); the markup
+/// only adds to what is counted here, so staying under it on the raw text is safe.
 pub const TELEGRAM_LIMIT: usize = 4096;
+/// Discord's `content` (Execute Webhook): 2000 characters.
 pub const DISCORD_LIMIT: usize = 2000;
-/// Slack accepts far more, but a chat line longer than this is not read.
+/// Slack truncates `text` beyond 40,000 characters and advises keeping it under 4,000 (Slack
+/// API, `chat.postMessage`, *Truncating content*).
 pub const SLACK_LIMIT: usize = 4000;
+
+/// A message's length as the chats count it: in UTF-16 code units, the unit of Telegram's
+/// entity offsets (Bot API, *MessageEntity*) and of a JavaScript string. An emoji outside the
+/// Basic Multilingual Plane is two; counting characters would let a message of emoji run to
+/// twice the limit, and Telegram refuses it ("message is too long").
+pub fn length(text: &str) -> usize {
+    text.encode_utf16().count()
+}
 
 pub fn limit(kind: ChatKind) -> usize {
     match kind {
@@ -370,7 +380,7 @@ pub fn render(kind: ChatKind, n: &Notification) -> String {
     let max = limit(kind);
     for scale in [1.0, 0.5, 0.25, 0.1] {
         let text = render_pieces(kind, &pieces(n, scale));
-        if text.chars().count() <= max {
+        if length(&text) <= max {
             return text;
         }
     }
@@ -499,6 +509,30 @@ mod tests {
     }
 
     #[test]
+    fn a_message_of_emoji_is_kept_within_the_limit_as_the_chats_count_it() {
+        // 5,000 rockets: 5,000 characters, 10,000 UTF-16 code units.
+        let n = notification(
+            NotificationKind::BuildFailed,
+            Facts {
+                commit_message: Some("🚀".repeat(5000)),
+                ..build_facts()
+            },
+        );
+        for kind in KINDS {
+            let text = render(kind, &n);
+            assert!(
+                text.encode_utf16().count() <= limit(kind),
+                "{kind:?}: {} UTF-16 code units",
+                text.encode_utf16().count()
+            );
+            assert!(
+                text.contains("🚀🚀🚀"),
+                "{kind:?}: the text is cut, not dropped"
+            );
+        }
+    }
+
+    #[test]
     fn hostile_text_is_escaped_and_kept_within_each_limit() {
         let hostile = format!(
             "<b>&</b> <i>unbalanced <a href=\"x\"> *bold* _it_ `code` [link](http://evil) @everyone @here <@123> ||spoiler|| {} {} {}",
@@ -520,11 +554,7 @@ mod tests {
         );
         for kind in KINDS {
             let text = render(kind, &n);
-            assert!(
-                text.chars().count() <= limit(kind),
-                "{kind:?}: {}",
-                text.chars().count()
-            );
+            assert!(length(&text) <= limit(kind), "{kind:?}: {}", length(&text));
             match kind {
                 ChatKind::Telegram => {
                     // Only shipline's own tags remain; every user `<` is an entity.

@@ -409,9 +409,9 @@ async fn a_hostile_commit_message_is_accepted_by_every_channel() {
             4096
         };
         assert!(
-            text.chars().count() <= limit,
+            text.encode_utf16().count() <= limit,
             "{path}: {}",
-            text.chars().count()
+            text.encode_utf16().count()
         );
         assert!(!text.contains("<b>&</b>"), "{path} escaped the user text");
     }
