@@ -246,5 +246,11 @@ async fn every_github_call_matches_githubs_own_description() {
     let out = PathBuf::from(
         std::env::var(EXCHANGES).unwrap_or_else(|_| panic!("{EXCHANGES} is not set")),
     );
-    std::fs::write(&out, lines.join("\n") + "\n").unwrap();
+    // Appended: the pipeline tests record their exchanges with GitHub's fake in the same file.
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out)
+        .unwrap();
+    std::io::Write::write_all(&mut file, (lines.join("\n") + "\n").as_bytes()).unwrap();
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use build_dispatch::codebuild::aws::CodeBuild;
 use deploy_promotion::targets::{Heroku, Hook, Targets};
 use e2e::aws;
+use e2e::github_spec::{self, Asked, documented};
 use serde_json::{Value, json};
 use shared::adapters::dynamodb::DynamoStateStore;
 use shared::adapters::sqs::{SqsQueue, SqsRedelivery};
@@ -193,34 +194,59 @@ pub async fn github(faults: Faults, heads: Arc<Mutex<HashMap<String, String>>>) 
     let rate_limit = ResponseTemplate::new(429)
         .insert_header("retry-after", "1")
         .set_body_json(json!({"message": "You have exceeded a secondary rate limit."}));
+    // Each answer is GitHub's documented example with the fields the pipeline reads set.
+    let answer = |request: &Request, status: u16, operation: &str, fields: Value| {
+        let body = documented(operation, fields);
+        let asked = Asked {
+            method: request.method.as_str(),
+            path: request.url.path(),
+            query: request.url.query(),
+            body: &request.body,
+        };
+        github_spec::record(&asked, status, &body);
+        ResponseTemplate::new(status).set_body_json(body)
+    };
     Fake::start(faults, rate_limit, move |request, n| {
         let path = request.url.path();
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (request.method.as_str(), parts.as_slice()) {
-            ("POST", ["repos", _, _, "statuses", _]) => {
-                Done(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
-            }
+            ("POST", ["repos", _, _, "statuses", _]) => Done(answer(
+                request,
+                201,
+                "POST /repos/{owner}/{repo}/statuses/{sha}",
+                json!({"id": n}),
+            )),
             ("GET", ["repos", owner, name, "branches", branch]) => {
-                match heads
+                let head = heads
                     .lock()
                     .unwrap()
                     .get(&format!("{owner}/{name}@{branch}"))
-                {
-                    Some(sha) => Done(
-                        ResponseTemplate::new(200).set_body_json(json!({"commit": {"sha": sha}})),
-                    ),
+                    .cloned();
+                match head {
+                    Some(sha) => Done(answer(
+                        request,
+                        200,
+                        "GET /repos/{owner}/{repo}/branches/{branch}",
+                        json!({"name": branch, "commit": {"sha": sha}}),
+                    )),
                     None => Refused(
                         ResponseTemplate::new(404)
                             .set_body_json(json!({"message": "Branch not found"})),
                     ),
                 }
             }
-            ("POST", ["repos", _, _, "deployments"]) => {
-                Done(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
-            }
-            ("POST", ["repos", _, _, "deployments", _, "statuses"]) => {
-                Done(ResponseTemplate::new(201).set_body_json(json!({"id": n})))
-            }
+            ("POST", ["repos", _, _, "deployments"]) => Done(answer(
+                request,
+                201,
+                "POST /repos/{owner}/{repo}/deployments",
+                json!({"id": n}),
+            )),
+            ("POST", ["repos", _, _, "deployments", _, "statuses"]) => Done(answer(
+                request,
+                201,
+                "POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses",
+                json!({"id": n}),
+            )),
             _ => Refused(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"}))),
         }
     })
