@@ -168,12 +168,17 @@ impl Harness {
     }
 
     async fn patches(&self) -> usize {
+        self.heroku_calls("PATCH").await
+    }
+
+    /// How many calls of `method` Heroku received.
+    async fn heroku_calls(&self, method: &str) -> usize {
         self.heroku
             .received_requests()
             .await
             .unwrap()
             .iter()
-            .filter(|r| r.method.as_str() == "PATCH")
+            .filter(|r| r.method.as_str() == method)
             .count()
     }
 
@@ -427,14 +432,7 @@ async fn a_429_then_200_from_heroku_deploys_once() {
         "retried later"
     );
     assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
-    let patches = h
-        .heroku
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == "PATCH")
-        .count();
+    let patches = h.heroku_calls("PATCH").await;
     assert_eq!(patches, 2, "one refused, one released");
     let creations = h
         .github
@@ -538,13 +536,10 @@ async fn a_rollback_releases_the_earlier_release() {
         "rel-42",
         "the rolled-back release can be restored"
     );
-    let (kind, reason) = h.kinds().pop().unwrap();
-    assert_eq!(
-        (kind, reason.as_deref()),
-        (
-            NotificationKind::DeploySucceeded,
-            Some("rolled back to v41 by ana")
-        )
+    assert_last_told(
+        &h,
+        NotificationKind::DeploySucceeded,
+        "rolled back to v41 by ana",
     );
     // GitHub shows what is live: a deployment of the restored commit, successful.
     let github = h.github.received_requests().await.unwrap();
@@ -566,6 +561,12 @@ async fn a_rollback_releases_the_earlier_release() {
         (status["state"].as_str(), status["environment_url"].as_str()),
         (Some("success"), Some("https://user.pax.app"))
     );
+}
+
+/// The chat's last message about the target was `kind`, saying `reason`.
+fn assert_last_told(h: &Harness, kind: NotificationKind, reason: &str) {
+    let (told, said) = h.kinds().pop().expect("the chat was told");
+    assert_eq!((told, said.as_deref()), (kind, Some(reason)));
 }
 
 /// A rollback of `heroku:pax-user` to `release`, by ana.
@@ -600,13 +601,10 @@ async fn a_rollback_to_a_version_is_resolved_to_the_release_id_heroku_takes() {
         app.lock().unwrap().releases.last().unwrap().description,
         "Rollback to v40"
     );
-    let (kind, reason) = h.kinds().pop().unwrap();
-    assert_eq!(
-        (kind, reason.as_deref()),
-        (
-            NotificationKind::DeploySucceeded,
-            Some("rolled back to v40 by ana")
-        )
+    assert_last_told(
+        &h,
+        NotificationKind::DeploySucceeded,
+        "rolled back to v40 by ana",
     );
 }
 
@@ -619,14 +617,7 @@ async fn a_rollback_to_an_expired_release_is_refused_with_that_reason() {
         run(&h, rollback_to("v39")).await.is_empty(),
         "told, not retried"
     );
-    let posts = h
-        .heroku
-        .received_requests()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|r| r.method.as_str() == "POST")
-        .count();
+    let posts = h.heroku_calls("POST").await;
     assert_eq!(posts, 0, "nothing released");
     assert_eq!(h.live().await.unwrap().release_id, "rel-42", "still live");
     let (kind, reason) = h.kinds().pop().unwrap();
@@ -662,6 +653,15 @@ async fn a_release_still_pending_after_the_budget_is_followed_by_the_retry_not_m
     );
 }
 
+/// The first try fails after Heroku made the release; the retry finds it: one formation
+/// update, and v43 live.
+async fn the_retry_finds_the_release_the_first_try_made(h: &Harness) {
+    assert_eq!(run(h, messages::encode(&request(NEW))).await, vec!["m-0"]);
+    assert!(run(h, messages::encode(&request(NEW))).await.is_empty());
+    assert_eq!(h.patches().await, 1, "the retry found the release it made");
+    assert_eq!(h.live().await.unwrap().release_id, "rel-43");
+}
+
 #[tokio::test]
 async fn a_formation_update_whose_answer_was_lost_is_looked_up_not_made_again() {
     // Heroku made the release, then the answer was lost (a 503 after the change): a second
@@ -671,10 +671,7 @@ async fn a_formation_update_whose_answer_was_lost_is_looked_up_not_made_again() 
     let mut app = App::new();
     app.lose_patch_answers = 1;
     h.heroku_app(app).await;
-    assert_eq!(run(&h, messages::encode(&request(NEW))).await, vec!["m-0"]);
-    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
-    assert_eq!(h.patches().await, 1, "the retry found the release it made");
-    assert_eq!(h.live().await.unwrap().release_id, "rel-43");
+    the_retry_finds_the_release_the_first_try_made(&h).await;
 }
 
 #[tokio::test]
@@ -693,10 +690,7 @@ async fn a_release_heroku_made_but_could_not_list_is_looked_up_not_made_again() 
         .mount(&h.heroku)
         .await;
     h.heroku_releases("succeeded", None).await;
-    assert_eq!(run(&h, messages::encode(&request(NEW))).await, vec!["m-0"]);
-    assert!(run(&h, messages::encode(&request(NEW))).await.is_empty());
-    assert_eq!(h.patches().await, 1, "the retry found the release it made");
-    assert_eq!(h.live().await.unwrap().release_id, "rel-43");
+    the_retry_finds_the_release_the_first_try_made(&h).await;
 }
 
 #[tokio::test]
