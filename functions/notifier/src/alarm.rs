@@ -13,6 +13,8 @@ pub struct CloudWatchAlarm {
     pub alarm_description: Option<String>,
     pub new_state_value: String,
     #[serde(default)]
+    pub old_state_value: Option<String>,
+    #[serde(default)]
     pub new_state_reason: Option<String>,
     #[serde(default)]
     pub state_change_time: Option<String>,
@@ -46,6 +48,14 @@ fn datapoint(reason: &str) -> Option<f64> {
 }
 
 impl CloudWatchAlarm {
+    /// Whether the change is news for the team. A new alarm starts in INSUFFICIENT_DATA and
+    /// its first evaluation moves it to OK, which fires its OK actions: on a stack's first
+    /// deploy every alarm would say "Resolved" about nothing.
+    pub fn is_news(&self) -> bool {
+        !(self.new_state_value == "OK"
+            && self.old_state_value.as_deref() == Some("INSUFFICIENT_DATA"))
+    }
+
     fn dimension(&self, name: &str) -> Option<&str> {
         self.trigger
             .as_ref()?

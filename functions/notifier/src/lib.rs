@@ -70,15 +70,22 @@ struct Probe {
     message: Option<String>,
 }
 
-/// What a queue message holds.
-pub fn parse(body: &str, config: &Config, now_rfc3339: &str) -> Result<Notification, String> {
+/// What a queue message holds: a notification, or `None` for an alarm change that is not
+/// news (`CloudWatchAlarm::is_news`).
+pub fn parse(
+    body: &str,
+    config: &Config,
+    now_rfc3339: &str,
+) -> Result<Option<Notification>, String> {
     let probe: Probe =
         serde_json::from_str(body).map_err(|e| format!("message is not a JSON object: {e}"))?;
     if probe.v.is_some() {
-        return messages::decode::<Notification>(body).map_err(|e| match e {
-            MessageError::UnsupportedVersion { .. } => e.to_string(),
-            e => format!("not a Notification: {e}"),
-        });
+        return messages::decode::<Notification>(body)
+            .map(Some)
+            .map_err(|e| match e {
+                MessageError::UnsupportedVersion { .. } => e.to_string(),
+                e => format!("not a Notification: {e}"),
+            });
     }
     let alarm = match (probe.kind.as_deref(), probe.message) {
         (Some("Notification"), Some(inner)) => serde_json::from_str(&inner)
@@ -86,7 +93,10 @@ pub fn parse(body: &str, config: &Config, now_rfc3339: &str) -> Result<Notificat
         _ => serde_json::from_str::<alarm::CloudWatchAlarm>(body)
             .map_err(|e| format!("neither a Notification nor a CloudWatch alarm: {e}"))?,
     };
-    Ok(alarm.notification(config, now_rfc3339))
+    let alarm: alarm::CloudWatchAlarm = alarm;
+    Ok(alarm
+        .is_news()
+        .then(|| alarm.notification(config, now_rfc3339)))
 }
 
 async fn handle_message(
@@ -108,6 +118,11 @@ async fn notify(
     let body = message.body.as_deref().unwrap_or("");
     let notification =
         parse(body, &deps.config, &deps.clock.rfc3339()).map_err(NotifyError::Unreadable)?;
+    let Some(notification) = notification else {
+        return Ok(Outcome::Skipped(
+            "an alarm's first evaluation (INSUFFICIENT_DATA → OK) is not news".into(),
+        ));
+    };
     if notification.channels.is_empty() {
         return Ok(Outcome::Skipped("no channels".into()));
     }

@@ -431,6 +431,31 @@ async fn a_cloudwatch_alarm_becomes_a_clear_message() {
 }
 
 #[tokio::test]
+async fn a_new_alarms_first_ok_says_nothing_and_a_recovery_is_told() {
+    // A new alarm starts in INSUFFICIENT_DATA; its first evaluation to OK fires its OK actions
+    // (CloudWatch, "Alarm states"): on a first deploy, every alarm of the stack at once.
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(3))
+        .mount(&h.chat)
+        .await;
+    let ok_after = |old: &str| {
+        format!(
+            r#"{{"AlarmName":"shipline-deploy-dlq","AlarmDescription":"Deploy requests in the dead-letter queue","NewStateValue":"OK","OldStateValue":"{old}","NewStateReason":"Threshold Crossed: 1 datapoint [0.0 (26/11/26 10:05:00)] was not greater than or equal to the threshold (1.0).","StateChangeTime":"2026-11-26T10:05:00.000+0000"}}"#
+        )
+    };
+    assert!(run(&h, &[ok_after("INSUFFICIENT_DATA")]).await.is_empty());
+    assert!(calls(&h).await.is_empty(), "nothing to tell");
+    assert!(h.dlq.is_empty());
+    assert!(run(&h, &[ok_after("ALARM")]).await.is_empty());
+    let text = calls(&h).await[0].1["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains("Resolved: Deploy requests in the dead-letter queue"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn a_message_that_is_neither_is_dead_lettered_alone() {
     let h = harness().await;
     Mock::given(path("/bot123:tok/sendMessage"))
