@@ -21,7 +21,7 @@ pub(crate) const INVALID_CONFIG: u8 = 3;
     name = "shipline",
     version,
     about = "Continuous deploy and production monitoring, serverless.",
-    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\""
+    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline setup telegram --write shipline.yaml   # TELEGRAM_BOT_TOKEN in the environment"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -72,6 +72,9 @@ enum Command {
     /// Show a dead-letter queue, or move its messages back to their queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Set up what the pipeline talks to.
+    #[command(subcommand)]
+    Setup(SetupCommand),
     /// Put an earlier release of a target live again (through the deploy queue, so it waits for
     /// that target's deploys).
     Rollback {
@@ -107,6 +110,32 @@ enum ConfigCommand {
         file: PathBuf,
         #[arg(long, default_value = "/shipline/config")]
         param: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetupCommand {
+    /// Find the chat_id (and topic_id) of a Telegram group: the bot waits for a one-time code
+    /// sent in the group (or forum topic), then prints the channel's config line.
+    Telegram {
+        /// The environment variable holding the bot token (from @BotFather).
+        #[arg(long, default_value = "TELEGRAM_BOT_TOKEN")]
+        token_env: String,
+        #[arg(
+            long,
+            env = "TELEGRAM_API_URL",
+            default_value = "https://api.telegram.org"
+        )]
+        api_url: String,
+        /// How long to wait for the code, in seconds.
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+        /// The channel's name in the config.
+        #[arg(long, default_value = "team")]
+        channel: String,
+        /// Add the channel to this config file instead of printing it.
+        #[arg(long)]
+        write: Option<PathBuf>,
     },
 }
 
@@ -173,6 +202,22 @@ async fn main() -> ExitCode {
             queue,
             json,
         } => commands::rollback::run(&target, release, &queue, json, &ui).await,
+        Command::Setup(SetupCommand::Telegram {
+            token_env,
+            api_url,
+            wait,
+            channel,
+            write,
+        }) => match std::env::var(&token_env) {
+            Ok(token) => {
+                let api = commands::setup::BotApi::new(&api_url, token);
+                let wait = std::time::Duration::from_secs(wait);
+                commands::setup::telegram(&api, wait, &channel, write.as_deref(), &ui).await
+            }
+            Err(_) => Err(anyhow::anyhow!(
+                "{token_env} is not set: export the bot token from @BotFather there"
+            )),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

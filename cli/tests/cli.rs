@@ -165,6 +165,24 @@ fn sign_prints_githubs_published_vector() {
 }
 
 #[test]
+fn setup_telegram_without_a_token_says_where_to_put_it() {
+    // A variable no one sets: the error must say which one to set, and with what.
+    let (code, _, err) = shipline(&[
+        "setup",
+        "telegram",
+        "--token-env",
+        "SHIPLINE_TEST_NO_SUCH_TOKEN",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "SHIPLINE_TEST_NO_SUCH_TOKEN is not set: export the bot token from @BotFather there"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 fn the_example_config_is_valid() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/shipline.yaml");
     let (code, out, err) = shipline(&["config", "check", example]);

@@ -5,4 +5,5 @@ pub mod demo;
 pub mod dlq;
 pub mod rollback;
 pub mod serve;
+pub mod setup;
 pub mod sign;
