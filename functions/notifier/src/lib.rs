@@ -53,7 +53,7 @@ pub async fn handle_batch(
     let blocked: Arc<Mutex<HashMap<String, Duration>>> = Arc::default();
     batch::process(event, &ctx, |message| {
         let blocked = blocked.clone();
-        async move { handle_message(deps, &message, &blocked).await }
+        async move { notify(deps, &message, &blocked).await }
     })
     .await
 }
@@ -87,26 +87,15 @@ pub fn parse(
                 e => format!("not a Notification: {e}"),
             });
     }
-    let alarm = match (probe.kind.as_deref(), probe.message) {
+    let alarm: alarm::CloudWatchAlarm = match (probe.kind.as_deref(), probe.message) {
         (Some("Notification"), Some(inner)) => serde_json::from_str(&inner)
             .map_err(|e| format!("SNS message is not a CloudWatch alarm: {e}"))?,
-        _ => serde_json::from_str::<alarm::CloudWatchAlarm>(body)
+        _ => serde_json::from_str(body)
             .map_err(|e| format!("neither a Notification nor a CloudWatch alarm: {e}"))?,
     };
-    let alarm: alarm::CloudWatchAlarm = alarm;
     Ok(alarm
         .is_news()
         .then(|| alarm.notification(config, now_rfc3339)))
-}
-
-async fn handle_message(
-    deps: &Deps,
-    message: &SqsMessage,
-    blocked: &Mutex<HashMap<String, Duration>>,
-) -> Outcome {
-    notify(deps, message, blocked)
-        .await
-        .unwrap_or_else(Outcome::from)
 }
 
 /// Tells each channel of one queue message; done when every channel has it.
