@@ -3,13 +3,14 @@
 mod adapters;
 mod commands;
 mod local;
+mod stack;
 mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::ui::Ui;
 
@@ -21,7 +22,7 @@ pub(crate) const INVALID_CONFIG: u8 = 3;
     name = "shipline",
     version,
     about = "Continuous deploy and production monitoring, serverless.",
-    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline setup telegram --write shipline.yaml   # TELEGRAM_BOT_TOKEN in the environment"
+    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline setup telegram --write shipline.yaml   # TELEGRAM_BOT_TOKEN in the environment\n  shipline setup --stack shipline --config shipline.yaml --dry-run\n  shipline doctor --stack shipline"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -72,9 +73,25 @@ enum Command {
     /// Show a dead-letter queue, or move its messages back to their queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Set up what the pipeline talks to.
-    #[command(subcommand)]
-    Setup(SetupCommand),
+    /// Bring the account in line with a deployed stack and its config: CodeBuild projects,
+    /// GitHub webhooks, the config in SSM, the secret's keys. `setup telegram` finds a chat id.
+    Setup(SetupArgs),
+    /// Check a deployed pipeline end to end, read-only: one line per check, ✔ or ✖ with the
+    /// fix; exits 1 when any fails.
+    Doctor {
+        /// The CloudFormation stack's name (in AWS_REGION).
+        #[arg(long)]
+        stack: String,
+        /// The config file the stack should run; without it, the one in SSM is checked.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// One JSON object: ok, and the checks.
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for each webhook's ping to be delivered.
+        #[arg(long, default_value_t = 20)]
+        ping_wait: u64,
+    },
     /// Put an earlier release of a target live again (through the deploy queue, so it waits for
     /// that target's deploys).
     Rollback {
@@ -111,6 +128,25 @@ enum ConfigCommand {
         #[arg(long, default_value = "/shipline/config")]
         param: String,
     },
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct SetupArgs {
+    #[command(subcommand)]
+    command: Option<SetupCommand>,
+    /// The CloudFormation stack's name (in AWS_REGION).
+    #[arg(long, required = true)]
+    stack: Option<String>,
+    /// The config file to set up with (also stored in SSM); without it, the one in SSM.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the plan, one line per resource; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the plan (and what was done) as one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -202,28 +238,80 @@ async fn main() -> ExitCode {
             queue,
             json,
         } => commands::rollback::run(&target, release, &queue, json, &ui).await,
-        Command::Setup(SetupCommand::Telegram {
+        Command::Setup(args) => setup(args, &ui).await,
+        Command::Doctor {
+            stack,
+            config,
+            json,
+            ping_wait,
+        } => {
+            let options = commands::doctor::Options {
+                stack,
+                config,
+                json,
+                ping_wait: std::time::Duration::from_secs(ping_wait),
+            };
+            checked(commands::doctor::run(&options, &ui).await)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Unfinished>() => ExitCode::FAILURE,
+        Err(e) => {
+            ui.error(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A command that ran to its end and printed what failed: exit 1, nothing more to print.
+#[derive(Debug)]
+struct Unfinished;
+
+impl std::fmt::Display for Unfinished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("some checks failed")
+    }
+}
+
+impl std::error::Error for Unfinished {}
+
+fn checked(result: anyhow::Result<bool>) -> anyhow::Result<()> {
+    match result? {
+        true => Ok(()),
+        false => Err(Unfinished.into()),
+    }
+}
+
+async fn setup(args: SetupArgs, ui: &Ui) -> anyhow::Result<()> {
+    use commands::setup::telegram;
+    match args.command {
+        Some(SetupCommand::Telegram {
             token_env,
             api_url,
             wait,
             channel,
             write,
-        }) => match std::env::var(&token_env) {
-            Ok(token) => {
-                let api = commands::setup::BotApi::new(&api_url, token);
-                let wait = std::time::Duration::from_secs(wait);
-                commands::setup::telegram(&api, wait, &channel, write.as_deref(), &ui).await
-            }
-            Err(_) => Err(anyhow::anyhow!(
-                "{token_env} is not set: export the bot token from @BotFather there"
-            )),
-        },
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            ui.error(&format!("{e:#}"));
-            ExitCode::FAILURE
+        }) => {
+            let token = std::env::var(&token_env).map_err(|_| {
+                anyhow::anyhow!(
+                    "{token_env} is not set: export the bot token from @BotFather there"
+                )
+            })?;
+            let api = telegram::BotApi::new(&api_url, token);
+            let wait = std::time::Duration::from_secs(wait);
+            telegram::telegram(&api, wait, &channel, write.as_deref(), ui).await
+        }
+        None => {
+            let options = commands::setup::Options {
+                stack: args
+                    .stack
+                    .expect("clap requires --stack without a subcommand"),
+                config: args.config,
+                dry_run: args.dry_run,
+                json: args.json,
+            };
+            checked(commands::setup::run(&options, ui).await)
         }
     }
 }

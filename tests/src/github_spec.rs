@@ -37,16 +37,35 @@ fn overlay(base: &mut Value, fields: Value) {
 /// The documented answer of `operation` (`"POST /repos/{owner}/{repo}/statuses/{sha}"`, as
 /// `scripts/github-openapi/operations.json` names it) with `fields` set over it.
 pub fn documented(operation: &str, fields: Value) -> Value {
-    let mut body = examples()
+    let mut body = example(operation);
+    overlay(&mut body, fields);
+    body
+}
+
+/// The documented answer of `operation` as it is, or `{}` without the examples file.
+fn example(operation: &str) -> Value {
+    examples()
         .map(|examples| {
             examples
                 .get(operation)
                 .unwrap_or_else(|| panic!("no example of {operation}"))["body"]
                 .clone()
         })
-        .unwrap_or(Value::Object(Map::new()));
-    overlay(&mut body, fields);
-    body
+        .unwrap_or(Value::Object(Map::new()))
+}
+
+/// One item of the documented answer of an operation that answers a list (the example's first
+/// element), with `fields` set over it.
+pub fn documented_item(operation: &str, fields: Value) -> Value {
+    let mut item = match example(operation) {
+        Value::Array(items) => items.into_iter().next().unwrap_or(Value::Null),
+        _ => Value::Object(Map::new()),
+    };
+    if !item.is_object() {
+        item = Value::Object(Map::new());
+    }
+    overlay(&mut item, fields);
+    item
 }
 
 /// A request as the fake received it.

@@ -78,26 +78,38 @@ pub async fn push(file: &Path, param: &str, ui: &Ui) -> anyhow::Result<()> {
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     Config::from_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    // Standard parameters hold 4 KB; larger configs need the advanced tier.
+    let tier = put(&aws_sdk_ssm::Client::new(&aws), param, &text).await?;
+    ui.done(&format!(
+        "stored {} in {param} ({tier} tier); functions read it at their next cold start",
+        file.display(),
+    ));
+    Ok(())
+}
+
+/// Stores a config's text in SSM; answers the tier used. Standard parameters hold 4 KB;
+/// larger configs need the advanced tier.
+pub async fn put(
+    ssm: &aws_sdk_ssm::Client,
+    param: &str,
+    text: &str,
+) -> anyhow::Result<&'static str> {
     let tier = if text.len() > 4096 {
         aws_sdk_ssm::types::ParameterTier::Advanced
     } else {
         aws_sdk_ssm::types::ParameterTier::Standard
     };
-    aws_sdk_ssm::Client::new(&aws)
-        .put_parameter()
+    ssm.put_parameter()
         .name(param)
-        .value(&text)
+        .value(text)
         .r#type(aws_sdk_ssm::types::ParameterType::String)
         .tier(tier.clone())
         .overwrite(true)
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("{}", aws_sdk_ssm::error::DisplayErrorContext(e)))?;
-    ui.done(&format!(
-        "stored {} in {param} ({} tier); functions read it at their next cold start",
-        file.display(),
-        tier.as_str()
-    ));
-    Ok(())
+    Ok(if text.len() > 4096 {
+        "Advanced"
+    } else {
+        "Standard"
+    })
 }

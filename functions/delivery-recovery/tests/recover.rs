@@ -100,8 +100,10 @@ impl FakeGitHub {
         let hook = Hook {
             id,
             active: true,
+            events: vec!["push".into(), "pull_request".into()],
             config: HookConfig {
                 url: Some(url.into()),
+                ..HookConfig::default()
             },
         };
         let mut hooks = self.hooks.lock().unwrap();

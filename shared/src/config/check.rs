@@ -3,7 +3,7 @@
 
 use serde_saphyr::Spanned;
 
-use super::{Channel, Config, ConfigError, UnknownProjects};
+use super::{Channel, Config, ConfigError, UnknownProjects, at};
 use crate::secrets::Secrets;
 
 impl Config {
@@ -124,51 +124,72 @@ impl Config {
         Ok(())
     }
 
-    /// Every secret the config names must be present.
-    pub fn check_secrets(&self, secrets: &Secrets) -> Result<(), ConfigError> {
-        let mut named: Vec<(String, &Spanned<String>)> = Vec::new();
+    /// Every secret the config names: the key that names it, the secret's name, and where.
+    /// A Telegram channel without `bot_token_secret` names `telegram_bot_token`.
+    pub fn named_secrets(&self) -> Vec<NamedSecret> {
+        let mut named = Vec::new();
+        let push = |key: String, secret: &Spanned<String>| NamedSecret {
+            key,
+            name: secret.value.clone(),
+            at: Some(at(&secret.referenced)),
+        };
         for (name, channel) in &self.channels {
             match channel {
-                Channel::Slack(w) | Channel::Discord(w) => {
-                    named.push((format!("channels.{name}.webhook_secret"), &w.webhook_secret));
-                }
-                Channel::Telegram(t) => {
-                    if let Some(s) = &t.bot_token_secret {
-                        named.push((format!("channels.{name}.bot_token_secret"), s));
-                    } else if !secrets.contains("telegram_bot_token") {
-                        return Err(ConfigError::Invalid(format!(
-                            "channels.{name}: a Telegram channel needs the secret `telegram_bot_token`, which is not set"
-                        )));
-                    }
-                }
+                Channel::Slack(w) | Channel::Discord(w) => named.push(push(
+                    format!("channels.{name}.webhook_secret"),
+                    &w.webhook_secret,
+                )),
+                Channel::Telegram(t) => named.push(match &t.bot_token_secret {
+                    Some(s) => push(format!("channels.{name}.bot_token_secret"), s),
+                    None => NamedSecret {
+                        key: format!("channels.{name}"),
+                        name: "telegram_bot_token".into(),
+                        at: None,
+                    },
+                }),
                 Channel::Console(_) => {}
             }
         }
         for (repo_name, repo) in &self.repos {
             for (i, rule) in repo.deploy.iter().enumerate() {
                 if let Some(hook) = &rule.hook {
-                    named.push((
-                        format!("repos.{repo_name}.deploy[{i}].hook.url_secret"),
-                        &hook.url_secret,
-                    ));
+                    let key = format!("repos.{repo_name}.deploy[{i}].hook");
+                    named.push(push(format!("{key}.url_secret"), &hook.url_secret));
                     if let Some(s) = &hook.signing_secret {
-                        named.push((
-                            format!("repos.{repo_name}.deploy[{i}].hook.signing_secret"),
-                            s,
-                        ));
+                        named.push(push(format!("{key}.signing_secret"), s));
                     }
                 }
             }
         }
-        for (key, secret) in named {
-            if !secrets.contains(&secret.value) {
-                return Err(ConfigError::invalid(
-                    &key,
-                    &secret.referenced,
-                    format_args!("secret `{}` is not set", secret.value),
-                ));
-            }
-        }
-        Ok(())
+        named
     }
+
+    /// Every secret the config names must be present.
+    pub fn check_secrets(&self, secrets: &Secrets) -> Result<(), ConfigError> {
+        match self
+            .named_secrets()
+            .into_iter()
+            .find(|n| !secrets.contains(&n.name))
+        {
+            None => Ok(()),
+            Some(n) => Err(ConfigError::Invalid(match n.at {
+                Some(at) => format!("{} at {at}: secret `{}` is not set", n.key, n.name),
+                None => format!(
+                    "{}: a Telegram channel needs the secret `{}`, which is not set",
+                    n.key, n.name
+                ),
+            })),
+        }
+    }
+}
+
+/// A secret the config names (see [`Config::named_secrets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSecret {
+    /// The config key that names it (`channels.team.webhook_secret`).
+    pub key: String,
+    /// The secret's name in the secret store.
+    pub name: String,
+    /// `line L, column C`, when the config spells the name out.
+    pub at: Option<String>,
 }

@@ -404,5 +404,7 @@ impl Config {
 
 mod check;
 
+pub use check::NamedSecret;
+
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use reqwest::Method;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use serde_json::json;
 
 use super::client::GitHubClient;
 use super::transport::next_cursor;
@@ -45,13 +47,63 @@ pub struct Hook {
     #[serde(default)]
     pub active: bool,
     #[serde(default)]
+    pub events: Vec<String>,
+    #[serde(default)]
     pub config: HookConfig,
 }
 
+/// A webhook's `config` (`webhook-config` in GitHub's OpenAPI description). GitHub answers
+/// with `secret: "********"` when one is set, never the secret itself.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct HookConfig {
     #[serde(default)]
     pub url: Option<String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// `"0"` verifies the receiver's certificate; GitHub also accepts a number.
+    #[serde(default, deserialize_with = "string_or_number")]
+    pub insecure_ssl: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+impl HookConfig {
+    pub fn has_secret(&self) -> bool {
+        self.secret.as_deref().is_some_and(|s| !s.is_empty())
+    }
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Option::<serde_json::Value>::deserialize(d)? {
+        Some(serde_json::Value::String(s)) => Some(s),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// What a repository webhook should be: `POST /repos/{repo}/hooks` and
+/// `PATCH /repos/{repo}/hooks/{id}` bodies. The PATCH sends the secret every time: GitHub
+/// removes a hook's secret when an update's `config` leaves it out ("Update a repository
+/// webhook", docs.github.com).
+#[derive(Debug, Clone, Serialize)]
+pub struct HookSpec {
+    pub active: bool,
+    pub events: Vec<String>,
+    pub config: HookSpecConfig,
+}
+
+/// `Debug` shows `secret: [redacted]` (`SecretString`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HookSpecConfig {
+    pub url: String,
+    pub content_type: String,
+    pub insecure_ssl: String,
+    #[serde(serialize_with = "expose")]
+    pub secret: SecretString,
+}
+
+fn expose<S: serde::Serializer>(secret: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
 }
 
 /// One attempt to deliver an event (`hook-delivery-item` in GitHub's OpenAPI description). A
@@ -165,5 +217,47 @@ impl GitHubClient {
         let path = format!("{}/deliveries/{id}/attempts", scope.path());
         let _: serde_json::Value = self.send(Method::POST, &path, &token, None).await?;
         Ok(())
+    }
+
+    /// Creates a repository webhook (`name: web`); GitHub answers 201 with it.
+    pub async fn create_hook(&self, repo: &str, spec: &HookSpec) -> Result<Hook, GitHubError> {
+        let token = self.token(repo, None).await?;
+        let mut body = json!(spec);
+        body["name"] = json!("web");
+        self.send(
+            Method::POST,
+            &format!("/repos/{repo}/hooks"),
+            &token,
+            Some(body),
+        )
+        .await
+    }
+
+    /// Brings a repository webhook in line with `spec`.
+    pub async fn update_hook(
+        &self,
+        repo: &str,
+        id: u64,
+        spec: &HookSpec,
+    ) -> Result<Hook, GitHubError> {
+        let token = self.token(repo, None).await?;
+        let path = format!("/repos/{repo}/hooks/{id}");
+        self.send(Method::PATCH, &path, &token, Some(json!(spec)))
+            .await
+    }
+
+    /// Asks GitHub to send the hook a `ping` event now (204).
+    pub async fn ping_hook(&self, repo: &str, id: u64) -> Result<(), GitHubError> {
+        let token = self.token(repo, None).await?;
+        let path = format!("/repos/{repo}/hooks/{id}/pings");
+        let _: serde_json::Value = self.send(Method::POST, &path, &token, None).await?;
+        Ok(())
+    }
+
+    /// The GitHub App's own webhook configuration, read with the App's JWT.
+    pub async fn app_hook_config(&self) -> Result<HookConfig, GitHubError> {
+        let token = self.app_token()?;
+        self.send(Method::GET, "/app/hook/config", &token, None)
+            .await
     }
 }

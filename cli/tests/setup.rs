@@ -1,0 +1,476 @@
+//! `shipline setup --stack` and `shipline doctor --stack` as a person runs them, against a
+//! stack on moto (CloudFormation outputs and parameters, IAM roles, Secrets Manager, SSM,
+//! SQS) and local fakes of CodeBuild, GitHub, Heroku and Telegram. The webhook's ping is
+//! answered by `shipline serve`, which runs webhook-intake's own code.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use aws_sdk_cloudformation::types::Parameter;
+use e2e::{aws, unique};
+use serde_json::Value;
+use support::{CodeBuild, GitHub, Telegram};
+
+const TOKEN: &str = "ghp_setup_test";
+const HEROKU_KEY: &str = "heroku-key";
+const BOT_TOKEN: &str = "7000000001:AAtest";
+const CHAT: i64 = -1_001_234_567_890;
+
+fn config_text(heroku_app: &str) -> String {
+    format!(
+        "channels:\n  team: {{ telegram: {{ chat_id: {CHAT}, topic_id: 7 }} }}\n\
+         repos:\n  pax-app/User:\n    codebuild_project: pax-user\n    deploy:\n      \
+         - branch: master\n        heroku: {{ app: {heroku_app} }}\n  pax-app/Web:\n    \
+         codebuild_project: pax-web\n    build_forks: true\n    fork_codebuild_project: pax-web-forks\n"
+    )
+}
+
+/// An installed stack with nothing set up yet.
+struct World {
+    aws: aws_config::SdkConfig,
+    stack: String,
+    secret_arn: String,
+    param: String,
+    codebuild: CodeBuild,
+    github: GitHub,
+    telegram: Telegram,
+    _heroku: wiremock::MockServer,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    /// Where `shipline serve` listens: the stack's `GitHubWebhookUrl`.
+    receiver: std::net::SocketAddr,
+}
+
+impl World {
+    async fn new() -> Self {
+        let aws = aws::sdk_config().await;
+        let codebuild = CodeBuild::start().await;
+        let github = GitHub::start(TOKEN).await;
+        let telegram = Telegram::start(BOT_TOKEN, CHAT).await;
+        let heroku = support::heroku(HEROKU_KEY, &["pax-user", "pax-user-eu"]).await;
+        let secret = serde_json::json!({
+            "github_token": TOKEN, "heroku_api_key": HEROKU_KEY, "telegram_bot_token": BOT_TOKEN,
+        });
+        let secret_arn = aws::create_secret(&aws, &unique("shipline"), &secret.to_string()).await;
+        let param = format!("/{}/config", unique("shipline"));
+        let receiver = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let stack = unique("shipline");
+        let parameter = |key: &str, value: &str| {
+            Parameter::builder()
+                .parameter_key(key)
+                .parameter_value(value)
+                .build()
+        };
+        aws_sdk_cloudformation::Client::new(&aws)
+            .create_stack()
+            .stack_name(&stack)
+            .template_body(include_str!("testdata/stack.yaml"))
+            .parameters(parameter("ConfigParameterName", &param))
+            .parameters(parameter("SecretArn", &secret_arn))
+            .parameters(parameter(
+                "CodeBuildProjects",
+                "pax-user,pax-web,pax-web-forks",
+            ))
+            .parameters(parameter("GitHubApiUrl", &github.server.uri()))
+            .parameters(parameter("HerokuApiUrl", &heroku.uri()))
+            .parameters(parameter("TelegramApiUrl", &telegram.server.uri()))
+            .parameters(parameter(
+                "GitHubWebhookUrl",
+                &format!("http://{receiver}/github"),
+            ))
+            .send()
+            .await
+            .expect("create the stack on moto");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("shipline.yaml");
+        std::fs::write(&config, config_text("pax-user")).unwrap();
+        Self {
+            aws,
+            stack,
+            secret_arn,
+            param,
+            codebuild,
+            github,
+            telegram,
+            _heroku: heroku,
+            dir,
+            config,
+            receiver,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipline"));
+        command
+            .args(args)
+            .envs(aws::process_env())
+            .env("AWS_ENDPOINT_URL_CODEBUILD", self.codebuild.server.uri())
+            .env("NO_COLOR", "1")
+            .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `shipline ARGS`: exit code, standard output, standard error.
+    async fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.command(args).output().await.expect("shipline runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn setup(&self, extra: &[&str]) -> (i32, String, String) {
+        let config = self.config.to_str().unwrap();
+        let mut args = vec!["setup", "--stack", &self.stack, "--config", config];
+        args.extend_from_slice(extra);
+        self.run(&args).await
+    }
+
+    async fn secret(&self) -> Value {
+        let answer = aws_sdk_secretsmanager::Client::new(&self.aws)
+            .get_secret_value()
+            .secret_id(&self.secret_arn)
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(answer.secret_string().unwrap()).unwrap()
+    }
+
+    async fn put_secret(&self, secret: &Value) {
+        aws_sdk_secretsmanager::Client::new(&self.aws)
+            .put_secret_value()
+            .secret_id(&self.secret_arn)
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn stored_config(&self) -> Option<String> {
+        aws_sdk_ssm::Client::new(&self.aws)
+            .get_parameter()
+            .name(&self.param)
+            .send()
+            .await
+            .ok()
+            .and_then(|a| a.parameter?.value)
+    }
+
+    /// `shipline serve` on the stack's webhook URL, with the stack's secret.
+    async fn serve(&self) -> tokio::process::Child {
+        let secrets = self.dir.path().join("secrets.json");
+        std::fs::write(&secrets, self.secret().await.to_string()).unwrap();
+        let listen = self.receiver.to_string();
+        let child = self
+            .command(&[
+                "serve",
+                "--config",
+                self.config.to_str().unwrap(),
+                "--secrets",
+                secrets.to_str().unwrap(),
+                "--listen",
+                &listen,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(self.receiver).await.is_ok() {
+                return child;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("shipline serve did not listen on {listen}");
+    }
+}
+
+fn steps(json: &str) -> Vec<(String, String)> {
+    let report: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["resource"].as_str().unwrap().to_string(),
+                s["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_plans_everything_and_changes_nothing() {
+    let world = World::new().await;
+    let (code, out, err) = world.setup(&["--dry-run"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "(dry run: nothing changes)",
+        "create     secret key github_webhook_secret: generated",
+        &format!("create     ssm parameter {}", world.param),
+        "unchanged  stack parameter CodeBuildProjects",
+        "create     codebuild GitHub credential: the secret's github_token",
+        "create     codebuild project pax-user: GitHub source pax-app/User",
+        "create     codebuild project pax-web-forks (forks)",
+        "create     github webhook pax-app/User: http://",
+        "8 to create, 0 to update, 1 unchanged, 0 need you",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+    assert!(world.secret().await.get("github_webhook_secret").is_none());
+    assert_eq!(world.stored_config().await, None);
+    assert!(world.codebuild.state.lock().unwrap().projects.is_empty());
+    assert!(world.github.hooks("pax-app/User").is_empty());
+}
+
+/// What the first setup made: the projects (the repo's source, the stack's roles, Docker, the
+/// buildspec's variables) and each repo's hook (the stack's URL, JSON, the two events, the
+/// secret the stack checks).
+fn assert_created(world: &World, webhook_secret: &str) {
+    let user = world.codebuild.project("pax-user").unwrap();
+    assert_eq!(user["source"]["type"], "GITHUB");
+    assert_eq!(
+        user["source"]["location"],
+        "https://github.com/pax-app/User.git"
+    );
+    assert_eq!(user["source"]["reportBuildStatus"], false);
+    assert_eq!(user["environment"]["privilegedMode"], true);
+    assert_eq!(user["environment"]["type"], "LINUX_CONTAINER");
+    assert!(
+        user["serviceRole"]
+            .as_str()
+            .unwrap()
+            .contains("CodeBuildServiceRole")
+    );
+    let variables = world.codebuild.variables("pax-user");
+    assert_eq!(
+        variables["HEROKU_APP"],
+        ("pax-user".into(), "PLAINTEXT".into())
+    );
+    assert_eq!(
+        variables["HEROKU_API_KEY"],
+        (
+            format!("{}:heroku_api_key", world.secret_arn),
+            "SECRETS_MANAGER".into()
+        )
+    );
+    let forks = world.codebuild.project("pax-web-forks").unwrap();
+    assert!(
+        forks["serviceRole"]
+            .as_str()
+            .unwrap()
+            .contains("CodeBuildForkServiceRole")
+    );
+    assert!(world.codebuild.variables("pax-web-forks").is_empty());
+    assert_eq!(world.codebuild.state.lock().unwrap().credentials.len(), 1);
+
+    for repo in ["pax-app/User", "pax-app/Web"] {
+        let hooks = world.github.hooks(repo);
+        assert_eq!(hooks.len(), 1, "{repo}");
+        assert_eq!(hooks[0].url, format!("http://{}/github", world.receiver));
+        assert_eq!(hooks[0].content_type, "json");
+        assert_eq!(hooks[0].events, ["push", "pull_request"]);
+        assert_eq!(hooks[0].secret, webhook_secret);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn setup_creates_everything_then_changes_only_what_the_config_changed() {
+    let world = World::new().await;
+    let (code, out, err) = world.setup(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("created    codebuild project pax-user"),
+        "{out}"
+    );
+    assert!(
+        out.contains("8 created, 0 updated, 1 unchanged, 0 need you"),
+        "{out}"
+    );
+
+    // The secret gained a generated webhook secret and kept its keys.
+    let secret = world.secret().await;
+    let webhook_secret = secret["github_webhook_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(webhook_secret.len(), 64);
+    assert_eq!(secret["heroku_api_key"], HEROKU_KEY);
+    assert_eq!(world.stored_config().await, Some(config_text("pax-user")));
+
+    assert_created(&world, &webhook_secret);
+
+    // A second run finds everything as it should be, and says so.
+    let (code, out, err) = world.setup(&["--json"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let plan = steps(&out);
+    assert_eq!(plan.len(), 8, "{out}");
+    assert!(
+        plan.iter().all(|(_, change)| change == "unchanged"),
+        "{out}"
+    );
+    let calls = world.codebuild.state.lock().unwrap().calls.len();
+
+    // A changed config changes the parameter and the one project whose variable it sets.
+    std::fs::write(&world.config, config_text("pax-user-eu")).unwrap();
+    let (code, out, err) = world.setup(&["--json"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let changed: Vec<(String, String)> = steps(&out)
+        .into_iter()
+        .filter(|(_, change)| change != "unchanged")
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            (
+                format!("ssm parameter {}", world.param),
+                "update".to_string()
+            ),
+            (
+                "codebuild project pax-user".to_string(),
+                "update".to_string()
+            ),
+        ],
+        "{out}"
+    );
+    assert_eq!(
+        world.codebuild.variables("pax-user")["HEROKU_APP"].0,
+        "pax-user-eu"
+    );
+    let state = world.codebuild.state.lock().unwrap();
+    assert_eq!(
+        state.calls[calls..]
+            .iter()
+            .filter(|c| *c == "UpdateProject")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_on_the_set_up_world_and_names_the_fix_for_each_broken_piece() {
+    let world = World::new().await;
+    let (code, out, err) = world.setup(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let _receiver = world.serve().await;
+    let config = world.config.to_str().unwrap();
+    let doctor = [
+        "doctor",
+        "--stack",
+        &world.stack,
+        "--config",
+        config,
+        "--ping-wait",
+        "10",
+    ];
+
+    let (code, out, err) = world.run(&doctor).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "✔ secret: the 4 keys the config needs are set",
+        "answered the ping with 200",
+        "✔ heroku app pax-user: the key can read it",
+        "✔ telegram channel team: @shipline_bot can post in chat",
+        "✔ BuildDeadLetterQueue: empty",
+        "checks passed",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+    assert!(!out.contains('✖'), "{out}");
+
+    // Four things break: a hook now points elsewhere, a key leaves the secret, the bot leaves
+    // the group, a project builds another repo.
+    world.github.edit_hook("pax-app/Web", |hook| {
+        hook.url = "https://old-ci.example.com/github".into();
+    });
+    let mut secret = world.secret().await;
+    secret.as_object_mut().unwrap().remove("heroku_api_key");
+    world.put_secret(&secret).await;
+    world
+        .telegram
+        .members
+        .lock()
+        .unwrap()
+        .insert(CHAT, "left".into());
+    world
+        .codebuild
+        .state
+        .lock()
+        .unwrap()
+        .projects
+        .get_mut("pax-user")
+        .unwrap()["source"]["location"] = "https://github.com/pax-app/Chat.git".into();
+
+    let (code, out, err) = world.run(&doctor).await;
+    assert_eq!(code, 1, "{out}\n{err}");
+    let setup_fix = format!("fix: shipline setup --stack {}", world.stack);
+    for (broken, fix) in [
+        (
+            "✖ webhook pax-app/Web: no webhook points at the stack (they point at https://old-ci.example.com/github)",
+            setup_fix.as_str(),
+        ),
+        (
+            "✖ secret key heroku_api_key: missing (needed by repos.pax-app/User.deploy[0].heroku)",
+            "fix: add \"heroku_api_key\" to the secret's JSON",
+        ),
+        (
+            "✖ telegram channel team: @shipline_bot is not in chat -1001234567890 (left)",
+            "fix: add @shipline_bot to the group again",
+        ),
+        (
+            "✖ codebuild project pax-user: source https://github.com/pax-app/Chat.git → https://github.com/pax-app/User.git",
+            setup_fix.as_str(),
+        ),
+    ] {
+        let at = out
+            .find(broken)
+            .unwrap_or_else(|| panic!("missing `{broken}` in:\n{out}"));
+        let next = out[at..].lines().nth(1).unwrap_or("");
+        assert!(
+            next.trim().starts_with(fix),
+            "`{broken}` is followed by `{next}`, not `{fix}`"
+        );
+    }
+    assert!(err.contains("4 of 13 checks failed"), "{err}");
+    assert!(out.contains("✔ webhook pax-app/User"), "{out}");
+}
+
+/// The test stack's parameters and outputs are the real template's.
+#[test]
+fn the_test_stack_has_the_real_templates_names() {
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"),
+    )
+    .unwrap();
+    let test = include_str!("testdata/stack.yaml");
+    let section = |text: &str, name: &str| -> Vec<String> {
+        let start = text.find(&format!("\n{name}:\n")).unwrap() + name.len() + 3;
+        text[start..]
+            .lines()
+            .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.contains(':'))
+            .map(|l| l.trim().split(':').next().unwrap().to_string())
+            .collect()
+    };
+    for name in section(test, "Parameters") {
+        if name != "GitHubWebhookUrl" {
+            assert!(
+                section(&template, "Parameters").contains(&name),
+                "template.yaml has no parameter {name}"
+            );
+        }
+    }
+    for name in section(test, "Outputs") {
+        assert!(
+            section(&template, "Outputs").contains(&name),
+            "template.yaml has no output {name}"
+        );
+    }
+}
