@@ -318,8 +318,13 @@ async fn setup_creates_everything_then_changes_only_what_the_config_changed() {
     );
     let calls = world.codebuild.state.lock().unwrap().calls.len();
 
-    // A changed config changes the parameter and the one project whose variable it sets.
+    // A changed config changes the parameter and the one project whose variable it sets; a
+    // hook edited by hand is put back, keeping its secret.
     std::fs::write(&world.config, config_text("pax-user-eu")).unwrap();
+    world.github.edit_hook("pax-app/Web", |hook| {
+        hook.content_type = "form".into();
+        hook.events = vec!["push".into()];
+    });
     let (code, out, err) = world.setup(&["--json"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     let changed: Vec<(String, String)> = steps(&out)
@@ -337,8 +342,21 @@ async fn setup_creates_everything_then_changes_only_what_the_config_changed() {
                 "codebuild project pax-user".to_string(),
                 "update".to_string()
             ),
+            (
+                "github webhook pax-app/Web".to_string(),
+                "update".to_string()
+            ),
         ],
         "{out}"
+    );
+    let web = &world.github.hooks("pax-app/Web")[0];
+    assert_eq!(
+        (
+            web.content_type.as_str(),
+            web.events.len(),
+            web.secret.as_str()
+        ),
+        ("json", 2, webhook_secret.as_str())
     );
     assert_eq!(
         world.codebuild.variables("pax-user")["HEROKU_APP"].0,
