@@ -18,6 +18,7 @@ use shared::github::deliveries::HookScope;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::setup::telegram::BotApi;
 use super::setup::{self, Change, ConfigSource, codebuild, hooks};
 use crate::stack::{Aws, Stack, StackSecret};
 use crate::ui::Ui;
@@ -133,7 +134,7 @@ pub async fn run(options: &Options, ui: &Ui) -> anyhow::Result<bool> {
         .user_agent(shared::http::USER_AGENT)
         .build()?;
     checks.extend(heroku_checks(&http, &stack, &secret, &source.config).await);
-    checks.extend(telegram_checks(&http, &stack, &secret, &source.config).await);
+    checks.extend(telegram_checks(&stack, &secret, &source.config).await);
     checks.extend(dead_letter_checks(&aws, &stack).await);
     Ok(report(&checks, options.json, ui))
 }
@@ -426,13 +427,6 @@ async fn heroku_checks(
 }
 
 #[derive(Deserialize)]
-struct BotAnswer<T> {
-    ok: bool,
-    result: Option<T>,
-    description: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct BotUser {
     id: i64,
     username: Option<String>,
@@ -451,37 +445,7 @@ struct Member {
     can_send_messages: Option<bool>,
 }
 
-async fn bot_call<T: serde::de::DeserializeOwned>(
-    http: &reqwest::Client,
-    base: &str,
-    token: &str,
-    method: &str,
-    body: serde_json::Value,
-) -> Result<T, String> {
-    let answer = http
-        .post(format!("{base}/bot{token}/{method}"))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    let answer: BotAnswer<T> = answer
-        .json()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    match answer.result {
-        Some(result) if answer.ok => Ok(result),
-        _ => Err(answer
-            .description
-            .unwrap_or_else(|| "no description".into())),
-    }
-}
-
-async fn telegram_checks(
-    http: &reqwest::Client,
-    stack: &Stack,
-    secret: &StackSecret,
-    config: &Config,
-) -> Vec<Check> {
+async fn telegram_checks(stack: &Stack, secret: &StackSecret, config: &Config) -> Vec<Check> {
     let base = stack.api_url("TelegramApiUrl", "https://api.telegram.org");
     let mut checks = Vec::new();
     for (channel_name, channel) in &config.channels {
@@ -492,8 +456,8 @@ async fn telegram_checks(
         let Some(token) = secret.secrets.get(telegram.bot_token_secret()) else {
             continue; // the secret check names it
         };
-        let token = token.expose();
-        let bot: BotUser = match bot_call(http, &base, token, "getMe", json!({})).await {
+        let api = BotApi::new(&base, token.expose().to_string());
+        let bot: BotUser = match api.call("getMe", json!({})).await {
             Ok(bot) => bot,
             Err(e) => {
                 checks.push(Check::fail(
@@ -508,7 +472,7 @@ async fn telegram_checks(
             .username
             .map_or_else(|| "the bot".into(), |u| format!("@{u}"));
         let chat = json!({"chat_id": telegram.chat_id});
-        let info: ChatInfo = match bot_call(http, &base, token, "getChat", chat.clone()).await {
+        let info: ChatInfo = match api.call("getChat", chat).await {
             Ok(info) => info,
             Err(e) => {
                 checks.push(Check::fail(
@@ -520,7 +484,7 @@ async fn telegram_checks(
             }
         };
         let member = json!({"chat_id": telegram.chat_id, "user_id": bot.id});
-        let check = match bot_call::<Member>(http, &base, token, "getChatMember", member).await {
+        let check = match api.call::<Member>("getChatMember", member).await {
             Ok(m) if m.status == "left" || m.status == "kicked" => Check::fail(
                 name,
                 format!(
@@ -549,7 +513,7 @@ async fn telegram_checks(
                     telegram.chat_id, m.status
                 ),
             ),
-            Err(e) => Check::fail(name, e, format!("add {handle} to the group")),
+            Err(e) => Check::fail(name, e.to_string(), format!("add {handle} to the group")),
         };
         checks.push(check);
     }

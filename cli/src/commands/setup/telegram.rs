@@ -85,7 +85,8 @@ impl BotApi {
         }
     }
 
-    async fn call<T: DeserializeOwned>(
+    /// One Bot API method; the error is Telegram's description.
+    pub async fn call<T: DeserializeOwned>(
         &self,
         method: &str,
         body: serde_json::Value,
