@@ -50,18 +50,22 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let server = stack.serve(listener);
+    // Listening before the first pump: a signal that comes while a pump runs is kept for the
+    // next look, not lost (a `ctrl_c()` made anew each turn misses one sent in between).
+    let stop = stop_signal()?;
+    tokio::pin!(stop);
     ui.done(&format!(
-        "listening on http://{listen} (POST /github, POST /sentry); Ctrl-C to stop"
+        "listening on http://{listen} (POST /github, POST /sentry); Ctrl-C or SIGTERM to stop"
     ));
-    loop {
+    let signal = loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            signal = &mut stop => break signal,
             _ = tokio::time::sleep(Duration::from_millis(300)) => stack.pump().await,
         }
-    }
+    };
     // Stop taking webhooks, then finish what is in flight.
     server.abort();
-    ui.step("stopping: finishing in-flight messages");
+    ui.step(&format!("{signal}: stopping, finishing in-flight messages"));
     let deadline = Instant::now() + Duration::from_secs(120);
     while !stack.idle() && Instant::now() < deadline {
         stack.pump().await;
@@ -72,5 +76,29 @@ pub async fn run(
         Ok(())
     } else {
         bail!("stopped with messages still queued after two minutes")
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (systemd, Docker, Kubernetes), whichever comes first; both are
+/// listened for from the moment this is called.
+fn stop_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        })
     }
 }
