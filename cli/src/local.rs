@@ -79,9 +79,9 @@ impl Stack {
         Ok(Self {
             intake: wiring.intake(builds_queue.clone())?,
             dispatch: wiring.dispatch(runner.clone(), deploys_queue.clone()),
-            promotion: wiring.promotion(),
+            promotion: wiring.promotion(deploys_queue.clone()),
             notifier: wiring.notifier(channels),
-            alerts: wiring.alerts(),
+            alerts: wiring.alerts(deploys_queue.clone()),
             builds_queue,
             events_queue,
             deploys_queue,
@@ -114,6 +114,14 @@ impl Stack {
         }
     }
 
+    /// What deploy-promotion's schedule does on AWS: pending promotions whose soak time is
+    /// over go through their gate (cheap here: one in-memory read).
+    pub async fn step_sweep(&self) {
+        if let Err(e) = deploy_promotion::promotions::sweep(&self.promotion).await {
+            tracing::warn!(error = %e, "promotion sweep failed; the next pump tries again");
+        }
+    }
+
     /// The notifications waiting for the notifier, without taking them.
     pub fn pending_notifications(&self) -> Vec<Notification> {
         self.notify_queue
@@ -136,6 +144,7 @@ impl Stack {
         self.step_builds().await;
         self.step_events().await;
         self.step_deploys().await;
+        self.step_sweep().await;
         self.step_notify().await;
     }
 
@@ -265,8 +274,9 @@ impl Wiring {
     }
 
     /// Releases go to Heroku, a hook, or a local command.
-    fn promotion(&self) -> deploy_promotion::Deps {
+    fn promotion(&self, deploys: Arc<MemoryQueue>) -> deploy_promotion::Deps {
         deploy_promotion::Deps {
+            deploys,
             config: self.config.clone(),
             github: self.github.clone(),
             deployer: Arc::new(Targets {
@@ -298,8 +308,9 @@ impl Wiring {
         }
     }
 
-    fn alerts(&self) -> alert_forwarder::Deps {
+    fn alerts(&self, deploys: Arc<MemoryQueue>) -> alert_forwarder::Deps {
         alert_forwarder::Deps {
+            deploys: Some(deploys),
             config: self.config.clone(),
             client_secret: self.secrets.get("sentry_client_secret").cloned(),
             legacy_token: self.secrets.get("sentry_legacy_token").cloned(),

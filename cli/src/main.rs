@@ -22,7 +22,7 @@ pub(crate) const INVALID_CONFIG: u8 = 3;
     name = "shipline",
     version,
     about = "Continuous deploy and production monitoring, serverless.",
-    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline setup telegram --write shipline.yaml   # TELEGRAM_BOT_TOKEN in the environment\n  shipline setup --stack shipline --config shipline.yaml --dry-run\n  shipline doctor --stack shipline"
+    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline demo --rollback           # ... and a bad release rolled back by itself\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline setup telegram --write shipline.yaml   # TELEGRAM_BOT_TOKEN in the environment\n  shipline setup --stack shipline --config shipline.yaml --dry-run\n  shipline doctor --stack shipline\n  shipline promote heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline status --stack shipline"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,8 +35,11 @@ enum Command {
     /// the commit status, a release, the chat messages. No account, no network.
     Demo {
         /// Show a failing build instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rollback")]
         fail: bool,
+        /// Then a second release whose production starts failing, rolled back by itself.
+        #[arg(long)]
+        rollback: bool,
     },
     /// Run the pipeline as a long-running local server for real webhooks (POST /github,
     /// POST /sentry): embedded queues, state and build runner; real GitHub, Heroku and chat
@@ -73,6 +76,29 @@ enum Command {
     /// Show a dead-letter queue, or move its messages back to their queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Promote now: the target's pending promotion goes whatever its soak time and gate, or,
+    /// with none pending, what is live on the environment it promotes from.
+    Promote {
+        /// The target, as the config names it: heroku:<app>, hook:<repo>@<environment>.
+        target: String,
+        /// Only this commit (the pending or live one must be it).
+        #[arg(long)]
+        sha: Option<String>,
+        /// The deploy queue's URL (the stack output DeployQueueUrl).
+        #[arg(long, env = "DEPLOY_QUEUE_URL")]
+        queue: String,
+        /// Print the queued request as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What is live on each target, and which promotions wait (and for what).
+    Status {
+        /// The CloudFormation stack's name (in AWS_REGION).
+        #[arg(long)]
+        stack: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Bring the account in line with a deployed stack and its config: CodeBuild projects,
     /// GitHub webhooks, the config in SSM, the secret's keys. `setup telegram` finds a chat id.
     Setup(SetupArgs),
@@ -201,7 +227,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let ui = Arc::new(Ui::new());
     let result = match cli.command {
-        Command::Demo { fail } => commands::demo::run(fail, ui.clone()).await,
+        Command::Demo { fail, rollback } => {
+            let story = match (fail, rollback) {
+                (true, _) => commands::demo::Story::Failure,
+                (_, true) => commands::demo::Story::Rollback,
+                _ => commands::demo::Story::Promotion,
+            };
+            commands::demo::run(story, ui.clone()).await
+        }
         Command::Serve {
             config,
             secrets,
@@ -238,6 +271,13 @@ async fn main() -> ExitCode {
             queue,
             json,
         } => commands::rollback::run(&target, release, &queue, json, &ui).await,
+        Command::Promote {
+            target,
+            sha,
+            queue,
+            json,
+        } => commands::promote::promote(&target, sha, &queue, json, &ui).await,
+        Command::Status { stack, json } => commands::promote::status(&stack, json, &ui).await,
         Command::Setup(args) => setup(args, &ui).await,
         Command::Doctor {
             stack,

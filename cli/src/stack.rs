@@ -19,6 +19,7 @@ pub const REQUIRED_OUTPUTS: [&str; 3] = [
 /// `AWS_ENDPOINT_URL_<SERVICE>` point them elsewhere, as for every AWS SDK.
 pub struct Aws {
     pub region: String,
+    pub sdk: aws_config::SdkConfig,
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub ssm: aws_sdk_ssm::Client,
@@ -40,6 +41,7 @@ impl Aws {
             ssm: aws_sdk_ssm::Client::new(&config),
             codebuild: aws_sdk_codebuild::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
+            sdk: config,
         })
     }
 }

@@ -27,7 +27,11 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
         "test checkout::pays_the_total ... ok",
         "GitHub status success",
         "GitHub deployment #1 success",
+        "released: staging now runs",
+        "next: production if Sentry stays quiet on staging",
+        "GitHub deployment #2 success",
         "released: production now runs",
+        "promoted from staging (v1): Sentry quiet on staging",
         "🟢 Live · demo/shop",
         "✔ the story is complete",
     ] {
@@ -37,8 +41,10 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
         "webhook push",
         "build started",
         "build succeeded",
-        "deploying to",
-        "released:",
+        "deploying to staging",
+        "released: staging",
+        "deploying to production",
+        "released: production",
     ]
     .iter()
     .map(|s| out.find(s).unwrap_or_else(|| panic!("missing {s}")))
@@ -49,8 +55,41 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
     );
     assert_eq!(
         out.matches("┌─ chat message #1").count(),
+        6,
+        "one message, posted then edited along the way (built, staging, production):\n{out}"
+    );
+}
+
+#[test]
+fn the_rollback_demo_rolls_a_failing_release_back_by_itself() {
+    let (code, out, err) = shipline(&["demo", "--rollback"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let positions: Vec<usize> = [
+        "released: production now runs",
+        "a second commit",
+        "(v2): Sentry quiet on staging",
+        "production starts failing",
+        "error alert: TypeError: cart.total is not a function",
+        "GitHub deployment #4 failure: v2: rolled back to v1 automatically",
+        "released: production now runs",
+        "✔ the story is complete: the bad release was rolled back by itself",
+    ]
+    .iter()
+    .scan(0, |from, step| {
+        let at = *from
+            + out[*from..]
+                .find(step)
+                .unwrap_or_else(|| panic!("missing `{step}` after {from} in:\n{out}"));
+        *from = at + 1;
+        Some(at)
+    })
+    .collect();
+    assert_eq!(positions.len(), 8);
+    assert_eq!(
+        out.matches("rolled back to v1 automatically: 1 event, 1 new issue")
+            .count(),
         4,
-        "one message, posted then edited three times:\n{out}"
+        "GitHub (the failed and the restored deployments), the story and the chat say why:\n{out}"
     );
 }
 
@@ -242,6 +281,7 @@ mod sample_events {
             client_secret: Some(SecretString::new("example-sentry-secret")),
             legacy_token: None,
             notify: Arc::new(MemoryQueue::standard()),
+            deploys: None,
             state: Arc::new(MemoryStateStore::new()),
             clock: Arc::new(SystemClock),
         };

@@ -6,6 +6,7 @@
 //! each function's `main` calls once.
 
 pub mod adapters;
+pub mod alerts;
 pub mod batch;
 pub mod bootstrap;
 pub mod config;

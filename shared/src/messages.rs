@@ -129,6 +129,38 @@ pub struct DeployRequest {
     #[serde(default)]
     pub installation_id: Option<u64>,
     pub requested_at: String,
+    /// Set on a promotion: the release already ran on this environment (and target). A
+    /// promotion is released even when the branch has moved on since; it is never released
+    /// behind what is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionOf>,
+}
+
+/// Where a promoted release comes from, and who let it through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionOf {
+    pub environment: String,
+    pub target: TargetKey,
+    /// The source's release (`v12`), for the story.
+    #[serde(default)]
+    pub release: Option<String>,
+    /// The person who approved it (`shipline promote`), or what passed (`gate: sentry`).
+    pub passed: String,
+}
+
+/// A person's go for a target's pending promotion (`shipline promote TARGET`); without one
+/// pending, what is live on the source environment is promoted. On `deploys.fifo` in the
+/// target's group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromoteRequest {
+    #[serde(default = "version")]
+    pub v: u32,
+    pub target: TargetKey,
+    /// Only this commit (the pending or live one must be it).
+    #[serde(default)]
+    pub sha: Option<Sha>,
+    pub requested_by: String,
+    pub requested_at: String,
 }
 
 /// A request to put an earlier release of a target live again. It travels on `deploys.fifo`
@@ -144,6 +176,13 @@ pub struct RollbackRequest {
     pub release: Option<String>,
     pub requested_by: String,
     pub requested_at: String,
+    /// Roll back only while this release is live (an automatic rollback names the release
+    /// that broke; a later release makes it moot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_release: Option<String>,
+    /// Why, for the chat and GitHub (the issues and counts of an automatic rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What `deploys.fifo` carries, told apart by `kind`. A message without `kind` is a deploy
@@ -153,6 +192,7 @@ pub struct RollbackRequest {
 pub enum DeployQueueMessage {
     Deploy(Box<DeployRequest>),
     Rollback(RollbackRequest),
+    Promote(PromoteRequest),
 }
 
 impl DeployQueueMessage {
@@ -171,6 +211,7 @@ impl DeployQueueMessage {
         match self {
             DeployQueueMessage::Deploy(d) => &d.target,
             DeployQueueMessage::Rollback(r) => &r.target,
+            DeployQueueMessage::Promote(p) => &p.target,
         }
     }
 }
@@ -203,6 +244,9 @@ pub enum NotificationKind {
     DeploySucceeded,
     DeployFailed,
     DeploySkipped,
+    /// A pending promotion that will not happen (its gate failed, or a newer release
+    /// superseded it), with the reason.
+    PromotionBlocked,
     ErrorAlert,
     OpsAlarm,
 }

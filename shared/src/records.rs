@@ -1,6 +1,7 @@
 //! The state table's records: one `StateKey` names every kind of record, and typed reads fail
 //! loudly on a record that does not parse (a corrupt index read as empty would be overwritten).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -42,6 +43,12 @@ pub enum StateKey<'a> {
     Notice(&'a str),
     /// `warm-up`: read (never written) during init to open the table's connection.
     WarmUp,
+    /// `promotions:pending`: the promotions waiting for their soak time or gate, by target.
+    Promotions,
+    /// `alerts:<sentry project>`: the recent alerts of a project, for gates and rollbacks.
+    Alerts(&'a str),
+    /// `auto-rollback:<target>:<release id>`: this release was rolled back automatically.
+    AutoRollback { target: &'a str, release: &'a str },
 }
 
 impl fmt::Display for StateKey<'_> {
@@ -62,6 +69,11 @@ impl fmt::Display for StateKey<'_> {
             StateKey::Failures(message) => write!(f, "failures:{message}"),
             StateKey::Notice(topic) => write!(f, "notice:{topic}"),
             StateKey::WarmUp => f.write_str("warm-up"),
+            StateKey::Promotions => f.write_str("promotions:pending"),
+            StateKey::Alerts(project) => write!(f, "alerts:{project}"),
+            StateKey::AutoRollback { target, release } => {
+                write!(f, "auto-rollback:{target}:{release}")
+            }
         }
     }
 }
@@ -136,7 +148,33 @@ pub struct LiveRecord {
     /// Earlier releases, newest last (at most ten), for rollbacks.
     #[serde(default)]
     pub history: Vec<PastRelease>,
+    /// The build's exported variables (the image ids), for a promotion of this release.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artifacts: BTreeMap<String, String>,
+    /// The GitHub Deployment of this release, marked `failure` if it is rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<u64>,
+    /// Put back by a rollback: never rolled back automatically itself, so that the alerts
+    /// that caused the rollback cannot cause another.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restored: bool,
 }
+
+/// A promotion waiting for its soak time and gate (`StateKey::Promotions`, by target key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct PendingPromotion {
+    /// What to release: the source's deploy, retargeted.
+    pub request: crate::messages::DeployRequest,
+    /// Unix seconds: when the release went live on the source, and when the soak ends.
+    pub live_since: i64,
+    pub due: i64,
+    /// The chat has been told that it waits for a person.
+    #[serde(default)]
+    pub announced: bool,
+}
+
+/// Every pending promotion, by destination target.
+pub type PendingPromotions = BTreeMap<String, PendingPromotion>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PastRelease {

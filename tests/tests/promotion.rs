@@ -42,6 +42,7 @@ fn request(sha: &str, build: &str) -> DeployRequest {
         author: None,
         installation_id: None,
         requested_at: "2026-11-26T10:00:00Z".into(),
+        promotion: None,
     }
 }
 
@@ -187,6 +188,7 @@ fn promotion(
         }),
         state,
         notify: Arc::new(SqsQueue::new(sqs.clone(), notify_url)),
+        deploys: Arc::new(shared::adapters::memory::MemoryQueue::fifo()),
         handoff: Handoff {
             redelivery: Arc::new(SqsRedelivery::new(sqs)),
             dead_letters: None,

@@ -81,6 +81,7 @@ impl Deployer for Command {
             author: None,
             installation_id: None,
             requested_at: String::new(),
+            promotion: None,
         };
         self.release(rule, &request).await
     }

@@ -1,6 +1,8 @@
 //! `shipline demo`: the whole pipeline on this machine, with no account and no setup. A
 //! throwaway git repository with a buildspec, a config, the five functions in one process, a
-//! signed push webhook over HTTP, and the story as it happens.
+//! signed push webhook over HTTP, and the story as it happens: built, released to staging,
+//! promoted to production once Sentry stayed quiet. `--fail` shows a failing build;
+//! `--rollback` a second release whose production starts failing, rolled back by itself.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use crate::ui::Ui;
 
 const REPO: &str = "demo/shop";
 const SECRET: &str = "demo webhook secret";
+const SENTRY_SECRET: &str = "demo sentry secret";
 
 const BUILDSPEC: &str = r#"version: 0.2
 env:
@@ -86,19 +89,32 @@ fn push_payload(sha: &str, message: &str) -> serde_json::Value {
     })
 }
 
-pub async fn run(fail: bool, ui: Arc<Ui>) -> anyhow::Result<()> {
-    ui.title("shipline demo: push → build → status → deploy → chat, all on this machine");
+/// Which story the demo tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Story {
+    /// Built, released to staging, promoted to production.
+    Promotion,
+    /// The build fails: nothing is released.
+    Failure,
+    /// A second release breaks production and is rolled back by itself.
+    Rollback,
+}
+
+pub async fn run(story: Story, ui: Arc<Ui>) -> anyhow::Result<()> {
+    ui.title(
+        "shipline demo: push → build → status → staging → production → chat, all on this machine",
+    );
     let dir = tempfile::Builder::new()
         .prefix("shipline-demo-")
         .tempdir()?;
-    let shop = Shop::create(dir.path(), fail)?;
+    let mut shop = Shop::create(dir.path(), story == Story::Failure)?;
     ui.step(&format!(
         "throwaway repository {REPO} at {} (commit {})",
         shop.repo.display(),
         shop.short_sha()
     ));
 
-    let stack = local_stack(&shop, dir.path(), &ui)?;
+    let stack = local_stack(&shop, dir.path(), story, &ui)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = stack.serve(listener);
@@ -106,16 +122,36 @@ pub async fn run(fail: bool, ui: Arc<Ui>) -> anyhow::Result<()> {
         "the five functions are running in this process; webhooks at http://{addr}/github"
     ));
 
-    deliver_push(addr, &shop, &ui).await?;
-    let ending = follow_the_story(&stack, &shop.production, &ui).await;
+    let ending = tell(story, &stack, addr, &mut shop, &ui).await;
     server.abort();
     ui.done(ending?);
     Ok(())
 }
 
-/// The throwaway repository the demo pushes from, and the file its production writes to.
+async fn tell(story: Story, stack: &Stack, addr: SocketAddr, shop: &mut Shop, ui: &Ui) -> Ending {
+    deliver_push(addr, shop, ui).await?;
+    let ending = follow_the_story(stack, shop, Goal::Production, ui).await?;
+    if story != Story::Rollback {
+        return Ok(ending);
+    }
+    shop.commit("Cache the cart between requests", "cart.cache = true\n")?;
+    ui.step(&format!(
+        "a second commit: {} {}",
+        shop.short_sha(),
+        shop.message
+    ));
+    deliver_push(addr, shop, ui).await?;
+    follow_the_story(stack, shop, Goal::Production, ui).await?;
+    ui.step("production starts failing: Sentry raises a new issue");
+    deliver_alert(addr, ui).await?;
+    follow_the_story(stack, shop, Goal::RolledBack, ui).await
+}
+
+/// The throwaway repository the demo pushes from, and the files its staging and production
+/// write to.
 struct Shop {
     repo: PathBuf,
+    staging: PathBuf,
     production: PathBuf,
     sha: String,
     message: &'static str,
@@ -125,6 +161,7 @@ impl Shop {
     /// A git repository with a buildspec and a test script (failing with `fail`), committed.
     fn create(dir: &Path, fail: bool) -> anyhow::Result<Self> {
         let repo = dir.join("shop");
+        let staging = dir.join("staging.log");
         let production = dir.join("production.log");
         std::fs::create_dir_all(&repo)?;
         git(&repo, &["init", "--quiet", "--initial-branch=master"])?;
@@ -141,10 +178,21 @@ impl Shop {
         let sha = git(&repo, &["rev-parse", "HEAD"])?;
         Ok(Self {
             repo,
+            staging,
             production,
             sha,
             message,
         })
+    }
+
+    /// A next commit on master, which becomes the one pushed.
+    fn commit(&mut self, message: &'static str, change: &str) -> anyhow::Result<()> {
+        std::fs::write(self.repo.join("cart.conf"), change)?;
+        git(&self.repo, &["add", "."])?;
+        git(&self.repo, &["commit", "--quiet", "-m", message])?;
+        self.sha = git(&self.repo, &["rev-parse", "HEAD"])?;
+        self.message = message;
+        Ok(())
     }
 
     fn short_sha(&self) -> &str {
@@ -152,26 +200,74 @@ impl Shop {
     }
 }
 
-/// One repo, built by the local runner and released by a command that appends to `production`.
-fn demo_config(production: &Path) -> anyhow::Result<Config> {
+/// One repo, built by the local runner, released to staging and promoted to production by
+/// commands that append to their log and answer the release's version; production rolls back
+/// by itself under `--rollback`.
+fn demo_config(shop: &Shop, story: Story) -> anyhow::Result<Config> {
+    let release = |log: &Path| {
+        format!(
+            "'echo \"$SHIPLINE_SHA $SHIPLINE_IMAGE_WEB\" >> {log} && echo v$(wc -l < {log} | tr -d \" \")'",
+            log = log.display()
+        )
+    };
+    let rollback = if story == Story::Rollback {
+        "\n        auto_rollback: { window: 15m, new_issues: 1, events: 50 }"
+    } else {
+        ""
+    };
     let config_text = format!(
-        "channels:\n  team: {{ console: {{}} }}\ndefaults:\n  notify: [team]\nrepos:\n  {REPO}:\n    codebuild_project: shop\n    deploy:\n      - branch: master\n        environment: production\n        command: {{ run: 'echo \"$SHIPLINE_SHA $SHIPLINE_IMAGE_WEB\" >> {} && echo v1' }}\n",
-        production.display()
+        "channels:\n  team: {{ console: {{}} }}\ndefaults:\n  notify: [team]\nrepos:\n  {REPO}:\n    codebuild_project: shop\n    sentry_project: shop\n    deploy:\n      - branch: master\n        environment: staging\n        command: {{ run: {staging} }}\n      - promote_from: staging\n        environment: production\n        gate: sentry\n        command: {{ run: {production} }}{rollback}\nsentry:\n  projects:\n    shop: {{ min_level: error }}\n",
+        staging = release(&shop.staging),
+        production = release(&shop.production),
     );
     Config::from_yaml(&config_text).context("the demo config")
 }
 
 /// The five functions in this process, reporting what the local GitHub is told as events.
-fn local_stack(shop: &Shop, work: &Path, ui: &Arc<Ui>) -> anyhow::Result<Arc<Stack>> {
-    let secrets = Secrets::default().with("github_webhook_secret", SECRET);
+fn local_stack(shop: &Shop, work: &Path, story: Story, ui: &Arc<Ui>) -> anyhow::Result<Arc<Stack>> {
+    let secrets = Secrets::default()
+        .with("github_webhook_secret", SECRET)
+        .with("sentry_client_secret", SENTRY_SECRET);
     let report_ui = ui.clone();
     Ok(Arc::new(Stack::new(
-        demo_config(&shop.production)?,
+        demo_config(shop, story)?,
         secrets,
         BTreeMap::from([(REPO.to_string(), shop.repo.clone())]),
         work.to_path_buf(),
         move |line| report_ui.event(&line),
     )?))
+}
+
+/// Sentry's side: a signed issue alert for the shop's project, as its integration sends one.
+async fn deliver_alert(addr: SocketAddr, ui: &Ui) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&json!({
+        "action": "created",
+        "installation": {"uuid": "7a485448-a9e2-4c85-8a3c-4f44175783c9"},
+        "data": {"issue": {
+            "id": "4242", "shortId": "SHOP-1", "title": "TypeError: cart.total is not a function",
+            "culprit": "checkout/pay", "level": "error", "status": "unresolved",
+            "project": {"id": "1", "name": "shop", "slug": "shop"},
+            "web_url": "https://sentry.example.com/organizations/demo/issues/4242/",
+        }},
+        "actor": {"type": "application", "id": "sentry", "name": "Sentry"},
+    }))?;
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/sentry"))
+        .header("content-type", "application/json")
+        .header("sentry-hook-resource", "issue")
+        .header("request-id", "demo-alert-4242")
+        .header(
+            "sentry-hook-signature",
+            alert_forwarder::sentry::sign(SENTRY_SECRET.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await?;
+    ui.event(&format!(
+        "Sentry issue alert → {}",
+        response.status().as_u16()
+    ));
+    Ok(())
 }
 
 /// GitHub's side: a signed push delivery over HTTP, which the intake must queue.
@@ -203,22 +299,33 @@ async fn deliver_push(addr: SocketAddr, shop: &Shop, ui: &Ui) -> anyhow::Result<
     Ok(())
 }
 
-/// Pumps the pipeline a step at a time, telling each step, until the story ends (its closing
-/// line) or goes wrong, for a minute at most.
-async fn follow_the_story(stack: &Stack, production: &Path, ui: &Ui) -> Ending {
+/// Where a part of the story ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Goal {
+    /// The pushed commit is live on production (or its build failed).
+    Production,
+    /// Production was rolled back.
+    RolledBack,
+}
+
+/// Pumps the pipeline a step at a time, telling each step, until this part of the story ends
+/// (its closing line) or goes wrong, for a minute at most.
+async fn follow_the_story(stack: &Stack, shop: &Shop, goal: Goal, ui: &Ui) -> Ending {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut narrator = Narrator {
         stack,
-        production,
+        shop,
+        goal,
         ui,
         build_id: None,
     };
     loop {
-        for stage in 0..3 {
+        for stage in 0..4 {
             match stage {
                 0 => stack.step_builds().await,
                 1 => stack.step_events().await,
-                _ => stack.step_deploys().await,
+                2 => stack.step_deploys().await,
+                _ => stack.step_sweep().await,
             }
             // Tell each step of the story, then let the notifier show it in the chat.
             let ending = narrator.tell_pending();
@@ -240,7 +347,8 @@ type Ending = anyhow::Result<&'static str>;
 /// Tells the story from the notifications on their way to the chat.
 struct Narrator<'a> {
     stack: &'a Stack,
-    production: &'a Path,
+    shop: &'a Shop,
+    goal: Goal,
     ui: &'a Ui,
     /// The build the story follows, once it has started.
     build_id: Option<String>,
@@ -260,6 +368,7 @@ impl Narrator<'_> {
     }
 
     fn tell(&mut self, n: &Notification) -> Option<Ending> {
+        let reason = n.facts.reason.clone().unwrap_or_default();
         match n.kind {
             NotificationKind::BuildStarted => {
                 self.build_started();
@@ -270,18 +379,25 @@ impl Narrator<'_> {
             }
             NotificationKind::DeployStarted => {
                 self.ui.event(&format!(
-                    "deploying to {}",
+                    "deploying to {} ({})",
+                    n.facts.environment.as_deref().unwrap_or("?"),
                     n.facts.target.as_deref().unwrap_or("?")
                 ));
                 None
             }
-            NotificationKind::DeploySucceeded => Some(Ok(self.released())),
-            NotificationKind::DeployFailed | NotificationKind::DeploySkipped => {
-                Some(Err(anyhow::anyhow!(
-                    "the deploy did not go through: {}",
-                    n.facts.reason.clone().unwrap_or_default()
-                )))
+            NotificationKind::DeploySucceeded => self.released(n, &reason),
+            NotificationKind::ErrorAlert => {
+                self.ui.event(&format!(
+                    "error alert: {}",
+                    n.facts.title.as_deref().unwrap_or("?")
+                ));
+                None
             }
+            NotificationKind::DeployFailed
+            | NotificationKind::DeploySkipped
+            | NotificationKind::PromotionBlocked => Some(Err(anyhow::anyhow!(
+                "the release did not go through: {reason}"
+            ))),
             _ => None,
         }
     }
@@ -314,13 +430,34 @@ impl Narrator<'_> {
         ))
     }
 
-    /// What production runs now, as the release command wrote it.
-    fn released(&self) -> &'static str {
-        let live = std::fs::read_to_string(self.production).unwrap_or_default();
+    /// What an environment runs now, as its release command wrote it; the end of this part of
+    /// the story when it is the goal.
+    fn released(&self, n: &Notification, reason: &str) -> Option<Ending> {
+        let environment = n.facts.environment.as_deref().unwrap_or("?");
+        let log = if environment == "production" {
+            &self.shop.production
+        } else {
+            &self.shop.staging
+        };
+        let live = std::fs::read_to_string(log).unwrap_or_default();
         self.ui.event(&format!(
-            "released: production now runs {}",
-            live.lines().last().unwrap_or("?")
+            "released: {environment} now runs {}{}",
+            live.lines().last().unwrap_or("?"),
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            }
         ));
-        "the story is complete: pushed, built, reported, released, told"
+        let rolled_back = reason.contains("rolled back");
+        match self.goal {
+            Goal::RolledBack if rolled_back => Some(Ok(
+                "the story is complete: the bad release was rolled back by itself, and the chat says why",
+            )),
+            Goal::Production if environment == "production" && !rolled_back => Some(Ok(
+                "the story is complete: pushed, built, reported, released to staging, promoted to production, told",
+            )),
+            _ => None,
+        }
     }
 }

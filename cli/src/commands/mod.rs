@@ -4,6 +4,7 @@ pub mod config;
 pub mod demo;
 pub mod dlq;
 pub mod doctor;
+pub mod promote;
 pub mod rollback;
 pub mod serve;
 pub mod setup;

@@ -18,6 +18,8 @@ pub async fn run(
         requested_by: std::env::var("USER").unwrap_or_else(|_| "shipline CLI".into()),
         requested_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)?,
+        from_release: None,
+        reason: None,
     };
     sqs()
         .await

@@ -4,6 +4,7 @@
 //! second, so nothing here calls a chat: only the state table and the queue.
 
 pub mod sentry;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct Deps {
     pub client_secret: Option<SecretString>,
     pub legacy_token: Option<SecretString>,
     pub notify: Arc<dyn Queue>,
+    /// `deploys.fifo`, for automatic rollbacks (none: alerts never roll back).
+    pub deploys: Option<Arc<dyn Queue>>,
     pub state: Arc<dyn StateStore>,
     pub clock: Arc<dyn Clock>,
 }
@@ -368,6 +371,8 @@ fn human_ago(secs: i64) -> String {
 }
 
 async fn forward(deps: &Deps, alert: &Alert) -> Reply {
+    // Before routing and throttling: a gate and a rollback weigh every event.
+    watch::watch(deps, alert).await;
     let now = deps.clock.unix();
     let (channels, min_level, window) = match route(&deps.config, &alert.project) {
         Ok(route) => route,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use alert_forwarder::{Deps, handle};
 use lambda_http::{Error, service_fn};
-use shared::bootstrap::{Bootstrap, NOTIFY_QUEUE_URL};
+use shared::bootstrap::{Bootstrap, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
 use shared::ports::SystemClock;
 
 #[tokio::main(flavor = "current_thread")]
@@ -15,6 +15,7 @@ async fn main() -> Result<(), Error> {
         client_secret: boot.secrets.get("sentry_client_secret").cloned(),
         legacy_token: boot.secrets.get("sentry_legacy_token").cloned(),
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
+        deploys: boot.optional_queue(DEPLOY_QUEUE_URL),
         state: boot.state_store()?,
         clock: Arc::new(SystemClock),
         config: boot.config.clone(),

@@ -95,6 +95,8 @@ pub struct Alert {
     pub url: Option<String>,
     pub culprit: Option<String>,
     pub short_id: Option<String>,
+    /// The environment the event came from (`production`), when the payload says.
+    pub environment: Option<String>,
 }
 
 /// What a delivery is.
@@ -205,6 +207,7 @@ fn issue_alert(action: String, data: IssueData) -> Result<Delivery, PayloadError
         url: Some(url),
         culprit: issue.culprit,
         short_id: issue.short_id,
+        environment: None,
     }))
 }
 
@@ -246,6 +249,7 @@ fn event_alert(resource: &str, action: String, data: EventData) -> Result<Delive
         url: event.web_url.or(event.issue_url),
         culprit: event.culprit,
         short_id: None,
+        environment: event.environment.or(event.tagged_environment),
     }))
 }
 
@@ -279,6 +283,7 @@ fn metric_alert(action: String, data: MetricData) -> Result<Delivery, PayloadErr
         url: data.web_url,
         culprit: data.description_text,
         short_id: None,
+        environment: None,
     }))
 }
 
@@ -291,6 +296,7 @@ pub fn parse_legacy(body: &[u8]) -> Result<Delivery, PayloadError> {
         .or(legacy.project)
         .ok_or(PayloadError::Missing("project"))?;
     let issue = legacy.id.ok_or(PayloadError::Missing("id"))?;
+    let environment = legacy.event.environment.or(legacy.event.tagged_environment);
     let title = legacy
         .event
         .title
@@ -306,6 +312,7 @@ pub fn parse_legacy(body: &[u8]) -> Result<Delivery, PayloadError> {
         url: legacy.url,
         culprit: legacy.culprit,
         short_id: None,
+        environment,
     }))
 }
 

@@ -42,6 +42,7 @@ fn harness(extra: &str) -> Harness {
         client_secret: Some(SecretString::new(SECRET)),
         legacy_token: Some(SecretString::new("legacy-token-123")),
         notify: queue.clone(),
+        deploys: None,
         state: state.clone(),
         clock: clock.clone(),
     };
@@ -267,6 +268,9 @@ async fn the_live_release_of_the_mapped_service_is_in_the_message() {
         at: "2026-11-26T10:00:00Z".into(),
         build_id: "front:1".into(),
         history: vec![],
+        artifacts: Default::default(),
+        deployment_id: None,
+        restored: false,
     };
     h.state
         .put(

@@ -196,6 +196,7 @@ pub fn deploy_request(
         author: run.author.clone(),
         installation_id: run.installation_id,
         requested_at: now,
+        promotion: None,
     }
 }
 

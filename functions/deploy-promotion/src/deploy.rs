@@ -14,7 +14,7 @@ use crate::error::PromotionError;
 use crate::follow::follow;
 use crate::progress::{Progress, Records, Released, after_deploy};
 use crate::report::{Chat, create_deployment, deployment_status};
-use crate::{Deps, rule_for};
+use crate::{Deps, promotions, rule_for};
 
 pub(crate) async fn deploy(
     deps: &Deps,
@@ -28,6 +28,7 @@ pub(crate) async fn deploy(
     };
     let deploy = Deploy {
         deps,
+        config_repo,
         request,
         rule,
         records: Records::new(deps, &request.target),
@@ -96,10 +97,15 @@ async fn order_guard(
             request.sha.short()
         )));
     }
-    let head = deps
-        .github
-        .branch_head(&request.repo, &request.branch, request.installation_id)
-        .await?;
+    // A promotion ran on its source environment: it goes on even when the branch has moved
+    // since (the newer commit gets its own promotion), but never behind what is live.
+    let head = if request.promotion.is_some() {
+        request.sha.to_string()
+    } else {
+        deps.github
+            .branch_head(&request.repo, &request.branch, request.installation_id)
+            .await?
+    };
     if head != request.sha {
         return Ok(Verdict::Skip(format!("superseded by {}", short_sha(&head))));
     }
@@ -145,6 +151,7 @@ fn facts_of(request: &DeployRequest) -> Facts {
 /// One deploy request and what it touches.
 struct Deploy<'a> {
     deps: &'a Deps,
+    config_repo: &'a str,
     request: &'a DeployRequest,
     rule: &'a DeployRule,
     records: Records<'a>,
@@ -250,7 +257,8 @@ impl Deploy<'_> {
         let version = released.version.clone();
         if !recorded {
             let now = self.deps.clock.rfc3339();
-            let record = after_deploy(live.as_ref(), request, released, now);
+            let mut record = after_deploy(live.as_ref(), request, released, now);
+            record.deployment_id = progress.deployment_id;
             self.records.set_live(&record).await?;
         }
         let environment_url = self.rule.environment_url.clone().or(url.clone());
@@ -272,9 +280,30 @@ impl Deploy<'_> {
         )
         .await?;
         self.records.finish().await;
+        let next = promotions::schedule(
+            self.deps,
+            self.config_repo,
+            self.rule,
+            request,
+            version.as_deref(),
+        )
+        .await;
+        let came = request.promotion.as_ref().map(|p| {
+            format!(
+                "promoted from {}{}: {}",
+                p.environment,
+                p.release
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                p.passed
+            )
+        });
+        let reason = [came, next].into_iter().flatten().collect::<Vec<_>>();
         let facts = Facts {
             release: version,
             url: url.or(request.log_url.clone()),
+            reason: (!reason.is_empty()).then(|| reason.join("; ")),
             ..self.chat.facts()
         };
         self.chat

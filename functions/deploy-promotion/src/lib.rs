@@ -8,6 +8,7 @@ pub mod deployer;
 mod error;
 mod follow;
 mod progress;
+pub mod promotions;
 mod report;
 mod rollback;
 pub mod targets;
@@ -33,10 +34,28 @@ pub struct Deps {
     pub deployer: Arc<dyn Deployer>,
     pub state: Arc<dyn StateStore>,
     pub notify: Arc<dyn Queue>,
+    /// `deploys.fifo` itself: the sweep puts due promotions there, in their target's group.
+    pub deploys: Arc<dyn Queue>,
     /// Where unfinished messages go: back to `deploys.fifo` after a wait, or to its DLQ.
     pub handoff: Handoff,
     pub clock: Arc<dyn Clock>,
     pub follow: Follow,
+}
+
+/// The Lambda entry point: a batch of `deploys.fifo`, or the schedule's sweep of pending
+/// promotions.
+pub async fn handle(
+    deps: &Deps,
+    event: serde_json::Value,
+    deadline: Option<Instant>,
+) -> Result<serde_json::Value, lambda_runtime::Error> {
+    if event.get("Records").is_some() {
+        let event: SqsEvent = serde_json::from_value(event)?;
+        let response = handle_batch(deps, &event, deadline).await;
+        return Ok(serde_json::to_value(response)?);
+    }
+    let report = promotions::sweep(deps).await?;
+    Ok(serde_json::to_value(report)?)
 }
 
 pub async fn handle_batch(
@@ -57,6 +76,10 @@ async fn handle_message(deps: &Deps, message: &SqsMessage) -> Result<Outcome, Pr
         DeployQueueMessage::Rollback(request) => {
             let span = tracing::info_span!("rollback", target = %request.target);
             rollback::rollback(deps, &request).instrument(span).await
+        }
+        DeployQueueMessage::Promote(request) => {
+            let span = tracing::info_span!("promote", target = %request.target);
+            promotions::promote(deps, &request).instrument(span).await
         }
         DeployQueueMessage::Deploy(request) => {
             let span = tracing::info_span!("deploy", delivery_id = %request.delivery_id, target = %request.target, sha = %request.sha.short());

@@ -1,12 +1,12 @@
-//! The Lambda binary: wire GitHub and the deploy targets once, then release.
+//! The Lambda binary: wire GitHub and the deploy targets once, then release (and, on the
+//! schedule, look at pending promotions).
 
 use std::sync::Arc;
 
-use aws_lambda_events::sqs::SqsEvent;
 use deploy_promotion::targets::{Heroku, Hook, Targets};
-use deploy_promotion::{Deps, Follow, handle_batch};
+use deploy_promotion::{Deps, Follow, handle};
 use lambda_runtime::Error;
-use shared::bootstrap::{Bootstrap, NOTIFY_QUEUE_URL, serve};
+use shared::bootstrap::{Bootstrap, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL, serve};
 use shared::ports::SystemClock;
 
 #[tokio::main(flavor = "current_thread")]
@@ -33,14 +33,11 @@ async fn main() -> Result<(), Error> {
         }),
         state: boot.state_store()?,
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
+        deploys: boot.queue(DEPLOY_QUEUE_URL)?,
         handoff: boot.handoff(),
         clock: Arc::new(SystemClock),
         follow: Follow::default(),
         config: boot.config.clone(),
     };
-    let deps = &deps;
-    serve(|event: SqsEvent, deadline| async move {
-        Ok::<_, Error>(handle_batch(deps, &event, Some(deadline)).await)
-    })
-    .await
+    serve(|event, deadline| handle(&deps, event, Some(deadline))).await
 }

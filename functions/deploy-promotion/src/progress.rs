@@ -58,6 +58,7 @@ impl Progress {
 
 /// The records of one target.
 pub(crate) struct Records<'a> {
+    deps: &'a Deps,
     // The typed reads and writes are methods of `dyn StateStore + 'static`.
     state: &'a (dyn StateStore + 'static),
     clock: &'a dyn Clock,
@@ -67,10 +68,15 @@ pub(crate) struct Records<'a> {
 impl<'a> Records<'a> {
     pub fn new(deps: &'a Deps, target: &'a TargetKey) -> Self {
         Self {
+            deps,
             state: deps.state.as_ref(),
             clock: deps.clock.as_ref(),
             target,
         }
+    }
+
+    pub fn deps(&self) -> &'a Deps {
+        self.deps
     }
 
     pub async fn live(&self) -> Result<Option<LiveRecord>, StateError> {
@@ -124,6 +130,9 @@ pub(crate) fn after_deploy(
         at,
         build_id: request.build_id.clone(),
         history: before.map(history_after).unwrap_or_default(),
+        artifacts: request.artifacts.clone(),
+        deployment_id: None,
+        restored: false,
     }
 }
 
@@ -146,6 +155,10 @@ pub(crate) fn after_rollback(
         at,
         build_id: BuildId::default(),
         history,
+        // The restored release's images are not known here: it is not promoted from.
+        artifacts: Default::default(),
+        deployment_id: None,
+        restored: true,
         ..before
     }
 }
@@ -185,6 +198,9 @@ mod tests {
             version: Some(format!("v{n}")),
             at: "2026-11-26T09:00:00Z".into(),
             build_id: "p:0".into(),
+            artifacts: Default::default(),
+            deployment_id: None,
+            restored: false,
             history: (0..n)
                 .map(|i| PastRelease {
                     sha: Sha::new(format!("{i:040}")),

@@ -28,15 +28,9 @@ pub(crate) async fn rollback(
         )));
     };
     let records = Records::new(deps, target);
-    let Some(live) = records.live().await? else {
-        return Ok(Outcome::Skipped(format!(
-            "nothing is recorded as live on {target}"
-        )));
-    };
-    let Some(mut wanted) = wanted_release(&live, request.release.as_deref()) else {
-        return Ok(Outcome::Skipped(format!(
-            "no earlier release of {target} is recorded"
-        )));
+    let (live, mut wanted) = match to_restore(&records, request).await? {
+        Ok(found) => found,
+        Err(reason) => return Ok(Outcome::Skipped(reason)),
     };
     let end = put_back(deps, rule, &mut wanted).await?;
 
@@ -62,17 +56,24 @@ pub(crate) async fn rollback(
         .unwrap_or_else(|| wanted.release_id.clone());
     match end {
         Release::Live { id, version, url } => {
-            let released = Released {
-                id,
-                version: version.clone(),
+            let back = Back {
+                records: &records,
+                rule,
+                request,
+                what: &what,
             };
-            let repo = live.repo.clone();
-            let record = after_rollback(live, &wanted, sha, released, deps.clock.rfc3339());
-            records.set_live(&record).await?;
-            let reason = format!("rolled back to {what} by {}", request.requested_by);
-            if !wanted.sha.is_empty() {
-                tell_github(deps, rule, &repo, &wanted.sha, &reason, url.clone()).await;
-            }
+            let reason = back
+                .recorded(
+                    live,
+                    &wanted,
+                    sha,
+                    Released {
+                        id,
+                        version: version.clone(),
+                    },
+                    url.clone(),
+                )
+                .await?;
             let facts = Facts {
                 release: version,
                 url,
@@ -93,6 +94,71 @@ pub(crate) async fn rollback(
             chat.tell(NotificationKind::DeployFailed, facts).await;
             Ok(Outcome::Skipped(reason))
         }
+    }
+}
+
+/// What is live and the release to put back, or why there is nothing to roll back.
+async fn to_restore(
+    records: &Records<'_>,
+    request: &RollbackRequest,
+) -> Result<Result<(LiveRecord, PastRelease), String>, PromotionError> {
+    let target = &request.target;
+    let Some(live) = records.live().await? else {
+        return Ok(Err(format!("nothing is recorded as live on {target}")));
+    };
+    if let Some(from) = &request.from_release
+        && live.release_id != *from
+    {
+        return Ok(Err(format!(
+            "release {from} is no longer live on {target}; nothing to roll back"
+        )));
+    }
+    Ok(match wanted_release(&live, request.release.as_deref()) {
+        Some(wanted) => Ok((live, wanted)),
+        None => Err(format!("no earlier release of {target} is recorded")),
+    })
+}
+
+/// A rollback that went live, to be recorded and told.
+struct Back<'a> {
+    records: &'a Records<'a>,
+    rule: &'a DeployRule,
+    request: &'a RollbackRequest,
+    /// The restored release's name (`v41`).
+    what: &'a str,
+}
+
+impl Back<'_> {
+    /// The live record says what is live now; the bad release's GitHub Deployment fails, the
+    /// restored commit gets one. Answers why, for the chat.
+    async fn recorded(
+        &self,
+        live: LiveRecord,
+        wanted: &PastRelease,
+        sha: Sha,
+        released: Released,
+        url: Option<String>,
+    ) -> Result<String, PromotionError> {
+        let (deps, what) = (self.records.deps(), self.what);
+        let repo = live.repo.clone();
+        let bad = (live.deployment_id, live.version.clone());
+        let reason = match &self.request.reason {
+            Some(why) => format!("rolled back to {what} automatically: {why}"),
+            None => format!("rolled back to {what} by {}", self.request.requested_by),
+        };
+        let mut record = after_rollback(live, wanted, sha, released, deps.clock.rfc3339());
+        self.records.set_live(&record).await?;
+        mark_failed(deps, &repo, bad, &reason).await;
+        if !wanted.sha.is_empty() {
+            record.deployment_id =
+                tell_github(deps, self.rule, &repo, &wanted.sha, &reason, url).await;
+            if record.deployment_id.is_some()
+                && let Err(e) = self.records.set_live(&record).await
+            {
+                warn!(error = %e, "the restored release's deployment not recorded");
+            }
+        }
+        Ok(reason)
     }
 }
 
@@ -118,9 +184,32 @@ async fn put_back(
     follow(deps, rule, first).await
 }
 
+/// The rolled-back release's GitHub Deployment ends `failure`, saying why. Best effort.
+async fn mark_failed(deps: &Deps, repo: &str, bad: (Option<u64>, Option<String>), reason: &str) {
+    let (Some(id), version) = bad else {
+        return;
+    };
+    let status = DeploymentStatus {
+        state: DeploymentState::Failure,
+        description: format!(
+            "{}{reason}",
+            version.map(|v| format!("{v}: ")).unwrap_or_default()
+        ),
+        log_url: None,
+        environment_url: None,
+    };
+    if let Err(e) = deps
+        .github
+        .set_deployment_status(repo, id, &status, None)
+        .await
+    {
+        warn!(error = %e, "GitHub did not hear that the release was rolled back");
+    }
+}
+
 /// GitHub's record of what is live after a rollback: a deployment of the restored commit with a
-/// `success` status. Best effort, after the fact: the rollback is done, and is not made again
-/// because GitHub did not hear of it.
+/// `success` status, whose id it answers. Best effort, after the fact: the rollback is done,
+/// and is not made again because GitHub did not hear of it.
 async fn tell_github(
     deps: &Deps,
     rule: &DeployRule,
@@ -128,7 +217,7 @@ async fn tell_github(
     sha: &Sha,
     reason: &str,
     url: Option<String>,
-) {
+) -> Option<u64> {
     let deployment = NewDeployment {
         sha: sha.to_string(),
         environment: rule.environment.clone(),
@@ -142,15 +231,19 @@ async fn tell_github(
         environment_url: rule.environment_url.clone().or(url),
     };
     let told = match deps.github.create_deployment(repo, &deployment, None).await {
-        Ok(id) => {
-            deps.github
-                .set_deployment_status(repo, id, &status, None)
-                .await
-        }
+        Ok(id) => deps
+            .github
+            .set_deployment_status(repo, id, &status, None)
+            .await
+            .map(|()| id),
         Err(e) => Err(e),
     };
-    if let Err(e) = told {
-        warn!(error = %e, "GitHub did not hear of the rollback; its deployments page is behind");
+    match told {
+        Ok(id) => Some(id),
+        Err(e) => {
+            warn!(error = %e, "GitHub did not hear of the rollback; its deployments page is behind");
+            None
+        }
     }
 }
 
@@ -186,6 +279,9 @@ mod tests {
             version: Some("v42".into()),
             at: "2026-11-26T09:00:00Z".into(),
             build_id: "p:0".into(),
+            artifacts: Default::default(),
+            deployment_id: None,
+            restored: false,
             history: vec![
                 PastRelease {
                     sha: "a".into(),

@@ -72,6 +72,7 @@ async fn harness() -> Harness {
         }),
         state: state.clone(),
         notify: notify.clone(),
+        deploys: Arc::new(MemoryQueue::fifo()),
         handoff: Handoff {
             redelivery: redelivery.clone(),
             dead_letters: None,
@@ -154,6 +155,9 @@ impl Harness {
                 release_id: "rel-41".into(),
                 version: Some("v41".into()),
             }],
+            artifacts: Default::default(),
+            deployment_id: None,
+            restored: false,
         };
         self.state
             .put(
@@ -234,6 +238,7 @@ fn request(sha: &str) -> DeployRequest {
         author: Some("ana".into()),
         installation_id: None,
         requested_at: "2026-11-26T10:00:00Z".into(),
+        promotion: None,
     }
 }
 
@@ -517,6 +522,8 @@ async fn a_rollback_releases_the_earlier_release() {
         release: None,
         requested_by: "ana".into(),
         requested_at: "2026-11-26T10:00:00Z".into(),
+        from_release: None,
+        reason: None,
     };
     assert!(
         run(
@@ -577,6 +584,8 @@ fn rollback_to(release: &str) -> String {
         release: Some(release.into()),
         requested_by: "ana".into(),
         requested_at: "2026-11-26T10:00:00Z".into(),
+        from_release: None,
+        reason: None,
     }))
 }
 

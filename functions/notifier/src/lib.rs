@@ -150,7 +150,9 @@ fn rank(kind: NotificationKind) -> u8 {
         NotificationKind::BuildSucceeded | NotificationKind::BuildFailed => 3,
         NotificationKind::DeployStarted => 4,
         NotificationKind::DeploySkipped => 5,
-        NotificationKind::DeploySucceeded | NotificationKind::DeployFailed => 6,
+        NotificationKind::DeploySucceeded
+        | NotificationKind::DeployFailed
+        | NotificationKind::PromotionBlocked => 6,
         NotificationKind::ErrorAlert | NotificationKind::OpsAlarm => 7,
     }
 }

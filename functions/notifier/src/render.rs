@@ -61,6 +61,7 @@ fn icon_and_title(kind: NotificationKind) -> (&'static str, &'static str) {
         NotificationKind::DeploySucceeded => ("🟢", "Live"),
         NotificationKind::DeployFailed => ("💥", "Deploy failed, production unchanged"),
         NotificationKind::DeploySkipped => ("⏭️", "Deploy skipped"),
+        NotificationKind::PromotionBlocked => ("⛔", "Not promoted"),
         NotificationKind::ErrorAlert => ("🔥", "Error"),
         NotificationKind::OpsAlarm => ("🚨", "shipline alarm"),
     }
@@ -249,6 +250,7 @@ impl KindExt for NotificationKind {
                 | NotificationKind::DeploySucceeded
                 | NotificationKind::DeployFailed
                 | NotificationKind::DeploySkipped
+                | NotificationKind::PromotionBlocked
         )
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_saphyr::Spanned;
 
-use super::{Channel, Config, ConfigError, UnknownProjects, at};
+use super::{Channel, Config, ConfigError, DeployRule, Gate, Repo, UnknownProjects, at};
 use crate::secrets::Secrets;
 
 impl Config {
@@ -63,6 +63,7 @@ impl Config {
                     )));
                 }
             }
+            check_promotions(name, repo)?;
             if let Some(project) = &repo.sentry_project
                 && !self.sentry.projects.contains_key(&project.value)
                 && self.sentry.unknown_projects == UnknownProjects::Ignore
@@ -192,4 +193,111 @@ pub struct NamedSecret {
     pub name: String,
     /// `line L, column C`, when the config spells the name out.
     pub at: Option<String>,
+}
+
+/// A repo's promotion rules: each takes its releases from an environment exactly one other rule
+/// of the repo deploys, no chain comes back to where it started, and what a gate or an
+/// automatic rollback reads (the repo's Sentry project) is there.
+fn check_promotions(name: &str, repo: &Repo) -> Result<(), ConfigError> {
+    let deploys = |environment: &str| -> Vec<&DeployRule> {
+        repo.deploy
+            .iter()
+            .filter(|r| r.environment == environment)
+            .collect()
+    };
+    for (i, rule) in repo.deploy.iter().enumerate() {
+        let key = format!("repos.{name}.deploy[{i}]");
+        let no_sentry = repo.sentry_project.is_none();
+        if rule.auto_rollback.is_some() && no_sentry {
+            return Err(ConfigError::Invalid(format!(
+                "{key}.auto_rollback: reads the repo's Sentry alerts; set `sentry_project` on repos.{name}"
+            )));
+        }
+        let Some(from) = &rule.promote_from else {
+            if rule.branch.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: give `branch` (whose green builds are released here) or `promote_from` (the environment whose releases are promoted here)"
+                )));
+            }
+            if rule.after.is_some() || rule.gate.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "{key}: `after` and `gate` belong to a promotion rule (`promote_from`)"
+                )));
+            }
+            continue;
+        };
+        if !rule.branch.is_empty() {
+            return Err(ConfigError::invalid(
+                &format!("{key}.promote_from"),
+                &from.referenced,
+                "a rule releases a branch or promotes an environment, not both: remove `branch`",
+            ));
+        }
+        if let Some(gate) = &rule.gate
+            && gate.value == Gate::Sentry
+            && no_sentry
+        {
+            return Err(ConfigError::invalid(
+                &format!("{key}.gate"),
+                &gate.referenced,
+                format_args!(
+                    "`gate: sentry` reads the repo's Sentry alerts, and repos.{name} has no `sentry_project`"
+                ),
+            ));
+        }
+        let sources = deploys(&from.value);
+        if sources.len() != 1 {
+            let known: Vec<&str> = repo.deploy.iter().map(|r| r.environment.as_str()).collect();
+            return Err(ConfigError::invalid(
+                &format!("{key}.promote_from"),
+                &from.referenced,
+                if sources.is_empty() {
+                    format!(
+                        "no rule of repos.{name} deploys environment `{}` (deployed: {})",
+                        from.value,
+                        known.join(", ")
+                    )
+                } else {
+                    format!(
+                        "{} rules of repos.{name} deploy environment `{}`: a promotion needs one",
+                        sources.len(),
+                        from.value
+                    )
+                },
+            ));
+        }
+        if let Some(chain) = cycle(repo, rule, sources[0]) {
+            return Err(ConfigError::invalid(
+                &format!("{key}.promote_from"),
+                &from.referenced,
+                format_args!("promotions go round in a cycle: {chain}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Walks back along `promote_from` from `rule`'s source: reaching `rule`'s environment again is
+/// a cycle, answered as `a ← b ← a`.
+fn cycle(repo: &Repo, rule: &DeployRule, source: &DeployRule) -> Option<String> {
+    let mut chain = vec![rule.environment.as_str()];
+    let mut at_rule = source;
+    loop {
+        chain.push(at_rule.environment.as_str());
+        if at_rule.environment == rule.environment {
+            return Some(chain.join(" ← "));
+        }
+        let next: Vec<&DeployRule> = match at_rule.promoted_from() {
+            Some(from) => repo
+                .deploy
+                .iter()
+                .filter(|r| r.environment == from)
+                .collect(),
+            None => return None,
+        };
+        match next.as_slice() {
+            [next] if chain.len() <= repo.deploy.len() + 1 => at_rule = next,
+            _ => return None,
+        }
+    }
 }

@@ -175,7 +175,22 @@ pub struct Repo {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeployRule {
+    /// The branch whose green builds are released here; empty on a promotion rule.
+    #[serde(default)]
     pub branch: String,
+    /// A promotion rule: what went live on this environment of the same repo comes here, the
+    /// same image ids, after `after` and the `gate`.
+    #[serde(default)]
+    pub promote_from: Option<Spanned<String>>,
+    /// The soak time on the source environment before a promotion.
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub after: Option<Duration>,
+    /// What a promotion waits for after the soak time.
+    #[serde(default)]
+    pub gate: Option<Spanned<Gate>>,
+    /// Roll back by itself when Sentry reports a spike soon after a release.
+    #[serde(default)]
+    pub auto_rollback: Option<AutoRollback>,
     /// The GitHub Deployments environment.
     #[serde(default = "default_environment")]
     pub environment: String,
@@ -193,6 +208,43 @@ pub struct DeployRule {
 
 fn default_environment() -> String {
     "production".into()
+}
+
+/// What a promotion waits for once the soak time is over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Nothing more.
+    #[default]
+    None,
+    /// The source environment's Sentry project saw no issue at or above its `min_level` since
+    /// the release went live.
+    Sentry,
+    /// A person says go: `shipline promote TARGET`.
+    Approval,
+}
+
+/// `auto_rollback`: within `window` after a release went live, `new_issues` issues Sentry had
+/// not seen before it, or `events` events, at or above `min_level`, roll it back (once).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoRollback {
+    #[serde(with = "humantime_serde_compat")]
+    pub window: Duration,
+    #[serde(default = "one")]
+    pub new_issues: u64,
+    #[serde(default = "fifty")]
+    pub events: u64,
+    #[serde(default)]
+    pub min_level: Level,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn fifty() -> u64 {
+    50
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,13 +293,28 @@ impl DeployRule {
         }
     }
 
-    /// A stable name for the target: `heroku:pax-user`, `hook:<repo>@<branch>`.
+    /// A stable name for the target: `heroku:pax-user`, `hook:<repo>@<branch>` (a promotion
+    /// rule's hook: `hook:<repo>@<environment>`).
     pub fn target_key(&self, repo: &str) -> TargetKey {
+        let line = if self.branch.is_empty() {
+            &self.environment
+        } else {
+            &self.branch
+        };
         TargetKey::new(match self.target() {
             Some(Target::Heroku(h)) => format!("heroku:{}", h.app),
-            Some(Target::Hook(_)) => format!("hook:{repo}@{}", self.branch),
-            Some(Target::Command(_)) | None => format!("command:{repo}@{}", self.branch),
+            Some(Target::Hook(_)) => format!("hook:{repo}@{line}"),
+            Some(Target::Command(_)) | None => format!("command:{repo}@{line}"),
         })
+    }
+
+    /// The environment a promotion rule takes its releases from.
+    pub fn promoted_from(&self) -> Option<&str> {
+        self.promote_from.as_ref().map(|s| s.value.as_str())
+    }
+
+    pub fn gate(&self) -> Gate {
+        self.gate.as_ref().map(|g| g.value).unwrap_or_default()
     }
 }
 
@@ -293,7 +360,9 @@ pub struct SentryProject {
 }
 
 /// Sentry's levels, least severe first, so that `>=` compares severity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Debug,
@@ -398,7 +467,28 @@ impl Config {
     }
 
     pub fn deploy_rule<'a>(&self, repo: &'a Repo, branch: &str) -> Option<&'a DeployRule> {
-        repo.deploy.iter().find(|r| r.branch == branch)
+        repo.deploy
+            .iter()
+            .find(|r| r.promote_from.is_none() && r.branch == branch)
+    }
+
+    /// The promotion rules that take their releases from `environment` of `repo`.
+    pub fn promotions_from<'a>(
+        &self,
+        repo: &'a Repo,
+        environment: &'a str,
+    ) -> impl Iterator<Item = &'a DeployRule> + 'a {
+        repo.deploy
+            .iter()
+            .filter(move |r| r.promoted_from() == Some(environment))
+    }
+
+    /// The level from which a Sentry project's alerts count (its `min_level`, else error).
+    pub fn sentry_min_level(&self, project: &str) -> Level {
+        self.sentry
+            .projects
+            .get(project)
+            .map_or(Level::Error, |p| p.min_level)
     }
 }
 

@@ -114,3 +114,87 @@ fn a_bad_duration_says_what_to_write() {
     let err = Config::from_yaml(yaml).unwrap_err().to_string();
     assert!(err.contains("10m"), "{err}");
 }
+
+fn with_rules(rules: &str, sentry: bool) -> Result<Config, ConfigError> {
+    let project = if sentry {
+        "    sentry_project: user\n"
+    } else {
+        ""
+    };
+    Config::from_yaml(&format!(
+        "repos:\n  o/r:\n    codebuild_project: p\n{project}    deploy:\n{rules}sentry:\n  projects:\n    user: {{ min_level: error }}\n"
+    ))
+}
+
+#[test]
+fn a_promotion_chain_loads_and_names_its_source_and_gate() {
+    let config = with_rules(
+        "      - branch: master\n        environment: staging\n        heroku: { app: r-staging }\n      \
+         - promote_from: staging\n        environment: canary\n        heroku: { app: r-canary }\n        after: 30m\n        gate: sentry\n      \
+         - promote_from: canary\n        environment: production\n        heroku: { app: r }\n        gate: approval\n        auto_rollback: { window: 15m, new_issues: 1, events: 50, min_level: error }\n",
+        true,
+    )
+    .unwrap();
+    let repo = config.repo("o/r").unwrap();
+    let next: Vec<&str> = config
+        .promotions_from(repo, "staging")
+        .map(|r| r.environment.as_str())
+        .collect();
+    assert_eq!(next, ["canary"]);
+    let canary = &repo.deploy[1];
+    assert_eq!(
+        (canary.after, canary.gate()),
+        (Some(Duration::from_secs(1800)), Gate::Sentry)
+    );
+    assert_eq!(repo.deploy[2].auto_rollback.as_ref().unwrap().events, 50);
+    // A promotion rule is not a branch's rule.
+    assert_eq!(
+        config.deploy_rule(repo, "master").unwrap().environment,
+        "staging"
+    );
+}
+
+#[test]
+fn a_promotion_from_nowhere_a_cycle_and_a_gate_without_sentry_are_refused_with_the_line() {
+    let from_nowhere = with_rules(
+        "      - branch: master\n        heroku: { app: r }\n      - promote_from: staging\n        environment: prod\n        heroku: { app: r2 }\n",
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        from_nowhere.contains("repos.o/r.deploy[1].promote_from at line 8")
+            && from_nowhere.contains(
+                "no rule of repos.o/r deploys environment `staging` (deployed: production, prod)"
+            ),
+        "{from_nowhere}"
+    );
+    let cycle = with_rules(
+        "      - promote_from: b\n        environment: a\n        heroku: { app: r1 }\n      - promote_from: a\n        environment: b\n        heroku: { app: r2 }\n",
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        cycle.contains("promotions go round in a cycle: a ← b ← a"),
+        "{cycle}"
+    );
+    let no_sentry = with_rules(
+        "      - branch: master\n        environment: staging\n        heroku: { app: r1 }\n      - promote_from: staging\n        heroku: { app: r2 }\n        gate: sentry\n",
+        false,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        no_sentry.contains("repos.o/r.deploy[1].gate at line 10")
+            && no_sentry.contains("has no `sentry_project`"),
+        "{no_sentry}"
+    );
+    let both = with_rules(
+        "      - branch: master\n        environment: staging\n        heroku: { app: r1 }\n      - branch: devel\n        promote_from: staging\n        heroku: { app: r2 }\n",
+        true,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(both.contains("not both"), "{both}");
+}

@@ -217,6 +217,7 @@ fn queue_subjects(stack: &Stack) -> Vec<Subject> {
                     author: None,
                     installation_id: None,
                     requested_at: "2026-11-26T10:00:00Z".into(),
+                    promotion: None,
                 };
                 sqs_event(
                     &deploys_arn,

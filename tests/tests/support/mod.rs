@@ -235,6 +235,13 @@ pub async fn github(faults: Faults, heads: Arc<Mutex<HashMap<String, String>>>) 
                     ),
                 }
             }
+            // Every commit a test pushes is newer than the one before it.
+            ("GET", ["repos", _, _, "compare", _]) => Done(answer(
+                request,
+                200,
+                "GET /repos/{owner}/{repo}/compare/{basehead}",
+                json!({"status": "ahead", "ahead_by": 1, "behind_by": 0}),
+            )),
             ("POST", ["repos", _, _, "deployments"]) => Done(answer(
                 request,
                 201,
@@ -291,6 +298,12 @@ pub async fn heroku(faults: Faults) -> Fake {
                     None => vec![release(app, newest)],
                 };
                 Done(ResponseTemplate::new(206).set_body_json(listed))
+            }
+            // "Release Rollback": a new release of an earlier one's slug or image.
+            ("POST", ["apps", app, "releases"]) => {
+                let v = versions.entry(app.to_string()).or_insert(9);
+                *v += 1;
+                Done(ResponseTemplate::new(201).set_body_json(release(app, *v)))
             }
             ("GET", ["apps", app, "releases", id]) => {
                 let v = id
@@ -509,6 +522,7 @@ impl Wiring<'_> {
             Auth::Token(SecretString::new("ghp")),
         ));
         let notify_queue = Arc::new(SqsQueue::new(sqs.clone(), &self.notify.url));
+        let deploys_queue = Arc::new(SqsQueue::new(sqs.clone(), &self.deploys.url));
         let redelivery = Arc::new(SqsRedelivery::new(sqs.clone()));
         let handoff = |dlq: &str| Handoff {
             redelivery: redelivery.clone(),
@@ -532,7 +546,7 @@ impl Wiring<'_> {
             ))),
             github: gh.clone(),
             state: state.clone(),
-            deploys: Arc::new(SqsQueue::new(sqs.clone(), &self.deploys.url)),
+            deploys: deploys_queue.clone(),
             notify: notify_queue.clone(),
             handoff: handoff(&self.builds.dlq),
             event_dead_letters: Some(Arc::new(SqsQueue::new(sqs.clone(), &self.events.dlq))),
@@ -553,6 +567,7 @@ impl Wiring<'_> {
             }),
             state: state.clone(),
             notify: notify_queue.clone(),
+            deploys: deploys_queue.clone(),
             handoff: handoff(&self.deploys.dlq),
             clock: clock.clone(),
             follow: deploy_promotion::Follow::default(),
@@ -570,15 +585,27 @@ impl Wiring<'_> {
             handoff: handoff(&self.notify.dlq),
             clock: clock.clone(),
         };
-        let alerts = alert_forwarder::Deps {
-            config,
-            client_secret: Some(SecretString::new(SENTRY_SECRET)),
-            legacy_token: None,
-            notify: notify_queue,
-            state,
-            clock,
-        };
+        let alerts = alerts(config, notify_queue, deploys_queue, state, clock);
         (intake, dispatch, promotion, notifier, alerts)
+    }
+}
+
+/// alert-forwarder, with automatic rollbacks to the deploy queue.
+fn alerts(
+    config: Arc<Config>,
+    notify: Arc<SqsQueue>,
+    deploys: Arc<SqsQueue>,
+    state: Arc<DynamoStateStore>,
+    clock: Arc<SystemClock>,
+) -> alert_forwarder::Deps {
+    alert_forwarder::Deps {
+        config,
+        client_secret: Some(SecretString::new(SENTRY_SECRET)),
+        legacy_token: None,
+        notify,
+        deploys: Some(deploys),
+        state,
+        clock,
     }
 }
 

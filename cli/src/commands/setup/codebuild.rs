@@ -3,7 +3,8 @@
 //! What shipline owns on a project, and so compares and sets: the GitHub source on that repo,
 //! no CodeBuild webhook (shipline starts the builds; a webhook would build every push twice),
 //! CodeBuild's own commit status off (shipline posts it), the stack's service role, privileged
-//! mode (Docker builds), and the variables the example buildspec reads: `HEROKU_APP`, and
+//! mode (Docker builds), and the variables the example buildspec reads: `HEROKU_APP` (and
+//! `HEROKU_APPS`, every app of the repo, when promotions need the image in more than one), and
 //! `HEROKU_API_KEY` from the stack's secret (never on a fork project, whose role cannot read
 //! it). The build image, compute type and any other variable are the team's: set once when
 //! the project is created, kept on update.
@@ -65,14 +66,31 @@ pub fn desired(config: &Config, stack: &Stack) -> anyhow::Result<Vec<Desired>> {
     let mut projects: Vec<Desired> = Vec::new();
     for (repo_name, repo) in &config.repos {
         let mut variables = BTreeMap::new();
-        if let Some(heroku) = repo.deploy.iter().find_map(|rule| rule.heroku.as_ref()) {
+        let apps: Vec<&str> = repo
+            .deploy
+            .iter()
+            .filter_map(|rule| rule.heroku.as_ref())
+            .map(|h| h.app.as_str())
+            .collect();
+        if let Some(first) = apps.first() {
             variables.insert(
                 "HEROKU_APP".to_string(),
                 Variable {
-                    value: heroku.app.clone(),
+                    value: first.to_string(),
                     secret: false,
                 },
             );
+            // Heroku keeps images per app: a promotion releases the same image id to the
+            // next app, so the build pushes it to every one.
+            if apps.len() > 1 {
+                variables.insert(
+                    "HEROKU_APPS".to_string(),
+                    Variable {
+                        value: apps.join(" "),
+                        secret: false,
+                    },
+                );
+            }
             variables.insert(
                 "HEROKU_API_KEY".to_string(),
                 Variable {

@@ -94,6 +94,28 @@ pub(super) struct Event {
     pub issue_url: Option<String>,
     #[serde(deserialize_with = "text")]
     pub culprit: Option<String>,
+    #[serde(deserialize_with = "text")]
+    pub environment: Option<String>,
+    /// The `environment` tag: Sentry's event JSON lists tags as `[key, value]` pairs.
+    #[serde(rename = "tags", deserialize_with = "environment_tag")]
+    pub tagged_environment: Option<String>,
+}
+
+/// The value of the `environment` tag in `[[key, value], ...]` (or `[{key, value}, ...]`).
+fn environment_tag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let Value::Array(tags) = Value::deserialize(d)? else {
+        return Ok(None);
+    };
+    Ok(tags.iter().find_map(|tag| {
+        let (key, value) = match tag {
+            Value::Array(pair) => (pair.first()?, pair.get(1)?),
+            Value::Object(o) => (o.get("key")?, o.get("value")?),
+            _ => return None,
+        };
+        (key == "environment")
+            .then(|| value.as_str().map(str::to_string))
+            .flatten()
+    }))
 }
 
 /// `data` of the `metric_alert` resource.
@@ -152,6 +174,10 @@ pub(super) struct Legacy {
 pub(super) struct LegacyEvent {
     #[serde(deserialize_with = "text")]
     pub title: Option<String>,
+    #[serde(deserialize_with = "text")]
+    pub environment: Option<String>,
+    #[serde(rename = "tags", deserialize_with = "environment_tag")]
+    pub tagged_environment: Option<String>,
 }
 
 /// Reads an object's fields as `T`; any other value reads as an object without fields.

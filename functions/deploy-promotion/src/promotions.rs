@@ -1,0 +1,384 @@
+//! Promotion between environments: what went live on a source environment waits (the soak
+//! time, then the gate), and the same image ids go to the next environment through
+//! `deploys.fifo`, in that target's group, so a promotion never overlaps a deploy of it.
+//!
+//! The waiting costs nothing: a pending promotion is one entry in `promotions:pending`, and
+//! the function's schedule (`sweep`) looks at the due ones. A newer release on the source
+//! replaces a pending promotion of an older one.
+
+use serde::Serialize;
+use shared::alerts;
+use shared::batch::Outcome;
+use shared::config::{DeployRule, Gate};
+use shared::ids::TargetKey;
+use shared::messages::{
+    self, DeployQueueMessage, DeployRequest, Facts, NotificationKind, PromoteRequest, PromotionOf,
+};
+use shared::ports::{OutgoingMessage, Precondition, StateError};
+use shared::records::{LiveRecord, PendingPromotion, PendingPromotions, StateKey};
+use tracing::{info, warn};
+
+use crate::error::PromotionError;
+use crate::report::Chat;
+use crate::{Deps, deploy, rule_for};
+
+/// How long pending promotions are kept at most (an approval nobody gives).
+const PENDING_TTL_SECS: i64 = 30 * 24 * 3600;
+
+/// Reads, changes and writes back the pending promotions, retrying when another writer got
+/// there first. `change` answers what it did.
+async fn update<T>(
+    deps: &Deps,
+    mut change: impl FnMut(&mut PendingPromotions) -> T,
+) -> Result<T, StateError> {
+    let now = deps.clock.unix();
+    for _ in 0..8 {
+        let (mut pending, precondition) = match deps
+            .state
+            .read::<PendingPromotions>(StateKey::Promotions, now)
+            .await?
+        {
+            Some(stored) => (stored.value, Precondition::Version(stored.version)),
+            None => (PendingPromotions::new(), Precondition::Absent),
+        };
+        let answer = change(&mut pending);
+        match deps
+            .state
+            .write(
+                StateKey::Promotions,
+                &pending,
+                precondition,
+                Some(now + PENDING_TTL_SECS),
+                now,
+            )
+            .await
+        {
+            Ok(_) => return Ok(answer),
+            Err(StateError::ConditionFailed) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StateError::ConditionFailed)
+}
+
+fn human(secs: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// After a release went live on `rule`'s environment: each promotion rule that takes from it
+/// gets this release pending. Answers what the chat should say comes next.
+pub(crate) async fn schedule(
+    deps: &Deps,
+    config_repo: &str,
+    rule: &DeployRule,
+    request: &DeployRequest,
+    version: Option<&str>,
+) -> Option<String> {
+    let repo = deps.config.repo(config_repo)?;
+    let now = deps.clock.unix();
+    let mut next = Vec::new();
+    for promotion in deps.config.promotions_from(repo, &rule.environment) {
+        let soak = promotion.after.unwrap_or_default().as_secs();
+        let target = promotion.target_key(config_repo);
+        let pending = PendingPromotion {
+            request: DeployRequest {
+                target: target.clone(),
+                environment: promotion.environment.clone(),
+                delivery_id: format!("promote-{}-{}", request.sha.short(), target).into(),
+                promotion: Some(PromotionOf {
+                    environment: rule.environment.clone(),
+                    target: request.target.clone(),
+                    release: version.map(str::to_string),
+                    passed: String::new(),
+                }),
+                ..request.clone()
+            },
+            live_since: now,
+            due: now + soak as i64,
+            announced: false,
+        };
+        let replaced = update(deps, |all| all.insert(target.to_string(), pending.clone())).await;
+        match replaced {
+            Ok(Some(old)) if old.request.sha != request.sha => {
+                superseded(deps, config_repo, &old, request).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, %target, "promotion not scheduled");
+                next.push(format!("{} not scheduled: {e}", promotion.environment));
+                continue;
+            }
+        }
+        let when = if soak == 0 {
+            String::new()
+        } else {
+            format!(" in {}", human(soak))
+        };
+        next.push(match promotion.gate() {
+            Gate::None => format!("{}{when}", promotion.environment),
+            Gate::Sentry => format!(
+                "{}{when} if Sentry stays quiet on {}",
+                promotion.environment, rule.environment
+            ),
+            Gate::Approval => format!(
+                "{}{when} once approved: shipline promote {target}",
+                promotion.environment
+            ),
+        });
+        info!(%target, due = pending.due, "promotion scheduled");
+    }
+    (!next.is_empty()).then(|| format!("next: {}", next.join("; ")))
+}
+
+async fn superseded(deps: &Deps, config_repo: &str, old: &PendingPromotion, by: &DeployRequest) {
+    let reason = format!(
+        "promotion to {} superseded: {} went live on {} since",
+        old.request.environment,
+        by.sha.short(),
+        old.request
+            .promotion
+            .as_ref()
+            .map_or("the source", |p| p.environment.as_str())
+    );
+    blocked(deps, config_repo, &old.request, reason).await;
+}
+
+/// Tells the promoted commit's thread that its promotion will not happen, and why.
+async fn blocked(deps: &Deps, config_repo: &str, request: &DeployRequest, reason: String) {
+    let facts = Facts {
+        repo: Some(request.repo.clone()),
+        sha: Some(request.sha.clone()),
+        branch: Some(request.branch.clone()),
+        target: Some(request.target.clone()),
+        environment: Some(request.environment.clone()),
+        reason: Some(reason),
+        ..Facts::default()
+    };
+    let chat = Chat::new(
+        deps,
+        config_repo,
+        &request.repo,
+        &request.sha,
+        facts.clone(),
+    );
+    chat.tell(NotificationKind::PromotionBlocked, facts).await;
+}
+
+/// Puts a promotion on `deploys.fifo`, in its target's group.
+async fn enqueue(
+    deps: &Deps,
+    mut request: DeployRequest,
+    passed: String,
+) -> Result<(), PromotionError> {
+    if let Some(p) = request.promotion.as_mut() {
+        p.passed = passed;
+    }
+    let dedup = format!("promote:{}:{}", request.target, request.sha);
+    let message = OutgoingMessage::fifo(
+        messages::encode(&DeployQueueMessage::Deploy(Box::new(request.clone()))),
+        messages::fifo_id(&request.target),
+        messages::fifo_id(&dedup),
+    );
+    deps.deploys
+        .send(message)
+        .await
+        .map_err(|e| PromotionError::State(StateError::Unavailable(format!("deploy queue: {e}"))))
+}
+
+/// What a sweep did.
+#[derive(Debug, Default, Serialize, PartialEq, Eq)]
+pub struct SweepReport {
+    pub promoted: Vec<String>,
+    pub blocked: Vec<String>,
+    pub waiting: Vec<String>,
+}
+
+/// What became of one due promotion.
+enum Due {
+    Promote(String),
+    Block(String),
+    Wait,
+}
+
+/// The scheduled look at pending promotions: each one whose soak time is over goes through its
+/// gate: promoted, blocked (said in the chat), or left waiting for a person.
+pub async fn sweep(deps: &Deps) -> Result<SweepReport, StateError> {
+    let now = deps.clock.unix();
+    let pending: PendingPromotions = deps
+        .state
+        .read_value(StateKey::Promotions, now)
+        .await?
+        .unwrap_or_default();
+    let mut report = SweepReport::default();
+    for (target, promotion) in pending {
+        let key = TargetKey::new(target.clone());
+        let decision = match rule_for(&deps.config, &key) {
+            _ if now < promotion.due => Due::Wait,
+            None => Due::Block(format!("no deploy rule names {target} any more")),
+            Some((config_repo, rule)) => gate(deps, config_repo, rule, &promotion).await?,
+        };
+        let outcome = match decision {
+            Due::Wait => {
+                report.waiting.push(target);
+                continue;
+            }
+            Due::Promote(passed) => {
+                if let Err(e) = enqueue(deps, promotion.request.clone(), passed).await {
+                    warn!(error = %e, %target, "promotion not queued; the next sweep tries again");
+                    continue;
+                }
+                report.promoted.push(target.clone());
+                None
+            }
+            Due::Block(reason) => {
+                report.blocked.push(target.clone());
+                Some(reason)
+            }
+        };
+        // Taken out only if it is still the same promotion (a newer release may have
+        // replaced it meanwhile).
+        let sha = promotion.request.sha.clone();
+        update(deps, |all| {
+            if all.get(&target).is_some_and(|p| p.request.sha == sha) {
+                all.remove(&target);
+            }
+        })
+        .await?;
+        if let (Some(reason), Some((config_repo, _))) = (outcome, rule_for(&deps.config, &key)) {
+            blocked(deps, config_repo, &promotion.request, reason).await;
+        }
+    }
+    Ok(report)
+}
+
+/// The gate of a due promotion.
+async fn gate(
+    deps: &Deps,
+    config_repo: &str,
+    rule: &DeployRule,
+    promotion: &PendingPromotion,
+) -> Result<Due, StateError> {
+    let source = promotion
+        .request
+        .promotion
+        .as_ref()
+        .map_or("the source", |p| p.environment.as_str());
+    Ok(match rule.gate() {
+        Gate::None => Due::Promote("soak time over".into()),
+        Gate::Approval => Due::Wait,
+        Gate::Sentry => {
+            let project = deps
+                .config
+                .repo(config_repo)
+                .and_then(|r| r.sentry_project.as_ref())
+                .map(|p| p.value.clone())
+                .unwrap_or_default();
+            let log = alerts::read(deps.state.as_ref(), &project, deps.clock.unix()).await?;
+            let min_level = deps.config.sentry_min_level(&project);
+            let spike = log.since(promotion.live_since, source, min_level);
+            if spike.is_empty() {
+                Due::Promote(format!("Sentry quiet on {source}"))
+            } else {
+                Due::Block(format!(
+                    "not promoted to {}: Sentry saw on {source} since it went live {}",
+                    rule.environment,
+                    spike.describe()
+                ))
+            }
+        }
+    })
+}
+
+/// `shipline promote TARGET`: the target's pending promotion goes now, whatever its soak time
+/// and gate; without one, what is live on the source environment is promoted.
+pub(crate) async fn promote(
+    deps: &Deps,
+    request: &PromoteRequest,
+) -> Result<Outcome, PromotionError> {
+    let target = &request.target;
+    let Some((config_repo, rule)) = rule_for(&deps.config, target) else {
+        return Ok(Outcome::Skipped(format!("no deploy rule names {target}")));
+    };
+    let Some(from) = rule.promoted_from() else {
+        return Ok(Outcome::Skipped(format!(
+            "{target} is not promoted to: its rule releases branch {}",
+            rule.branch
+        )));
+    };
+    let wanted = |sha: &shared::ids::Sha| request.sha.as_ref().is_none_or(|s| s == sha);
+    let key = target.to_string();
+    let taken = update(deps, |all| match all.get(&key) {
+        Some(p) if wanted(&p.request.sha) => all.remove(&key),
+        _ => None,
+    })
+    .await?;
+    let passed = format!("approved by {}", request.requested_by);
+    let mut deploy_request = match taken {
+        Some(pending) => pending.request,
+        None => match from_live(deps, config_repo, from, target, rule).await? {
+            Some(live) if wanted(&live.sha) => live,
+            Some(live) => {
+                return Ok(Outcome::Skipped(format!(
+                    "{} is not live on {from} ({} is)",
+                    request.sha.as_ref().map(|s| s.short()).unwrap_or_default(),
+                    live.sha.short()
+                )));
+            }
+            None => {
+                return Ok(Outcome::Skipped(format!(
+                    "nothing is live on {from} to promote"
+                )));
+            }
+        },
+    };
+    if let Some(p) = deploy_request.promotion.as_mut() {
+        p.passed = passed;
+    }
+    deploy::deploy(deps, &deploy_request).await
+}
+
+/// A promotion of what is live on `from`, built from its live record.
+async fn from_live(
+    deps: &Deps,
+    config_repo: &str,
+    from: &str,
+    target: &TargetKey,
+    rule: &DeployRule,
+) -> Result<Option<DeployRequest>, PromotionError> {
+    let Some(repo) = deps.config.repo(config_repo) else {
+        return Ok(None);
+    };
+    let Some(source) = repo.deploy.iter().find(|r| r.environment == from) else {
+        return Ok(None);
+    };
+    let source_target = source.target_key(config_repo);
+    let Some(live) = deps
+        .state
+        .read_value::<LiveRecord>(StateKey::Live(&source_target), deps.clock.unix())
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(DeployRequest {
+        v: messages::VERSION,
+        repo: live.repo.clone(),
+        branch: live.branch.clone(),
+        sha: live.sha.clone(),
+        build_id: live.build_id.clone(),
+        log_url: None,
+        target: target.clone(),
+        environment: rule.environment.clone(),
+        artifacts: live.artifacts.clone(),
+        delivery_id: format!("promote-{}-{target}", live.sha.short()).into(),
+        commit_message: None,
+        author: None,
+        installation_id: None,
+        requested_at: deps.clock.rfc3339(),
+        promotion: Some(PromotionOf {
+            environment: from.to_string(),
+            target: source_target,
+            release: live.version.clone(),
+            passed: String::new(),
+        }),
+    }))
+}
