@@ -492,3 +492,115 @@ fn the_test_stack_has_the_real_templates_names() {
         );
     }
 }
+
+impl World {
+    async fn output(&self, key: &str) -> String {
+        let answer = aws_sdk_cloudformation::Client::new(&self.aws)
+            .describe_stacks()
+            .stack_name(&self.stack)
+            .send()
+            .await
+            .unwrap();
+        answer.stacks()[0]
+            .outputs()
+            .iter()
+            .find(|o| o.output_key() == Some(key))
+            .and_then(|o| o.output_value())
+            .unwrap_or_else(|| panic!("no output {key}"))
+            .to_string()
+    }
+
+    /// heroku:pax-user runs `sha` (v12), and its promotion to heroku:pax-user-eu waits.
+    async fn seed_live_and_pending(&self, sha: &str) {
+        use shared::ports::{Precondition, StateStore};
+        let world = self;
+        let table = world.output("StateTableName").await;
+        let state = shared::adapters::dynamodb::DynamoStateStore::new(
+            aws_sdk_dynamodb::Client::new(&world.aws),
+            &table,
+        );
+        let live = serde_json::json!({
+            "repo": "pax-app/User", "branch": "master", "sha": sha, "release_id": "rel-12",
+            "version": "v12", "at": "2026-11-30T09:00:00Z", "build_id": "pax-user:7",
+        });
+        let request = serde_json::json!({
+            "v": 1, "repo": "pax-app/User", "branch": "master", "sha": sha, "build_id": "pax-user:7",
+            "target": "heroku:pax-user-eu", "environment": "production-eu", "delivery_id": "d",
+            "requested_at": "2026-11-30T09:00:00Z",
+            "promotion": {"environment": "production", "target": "heroku:pax-user", "release": "v12", "passed": ""},
+        });
+        let pending = serde_json::json!({"heroku:pax-user-eu": {
+            "request": request, "live_since": 1_796_000_000, "due": 1_796_001_800,
+        }});
+        for (key, value) in [
+            ("live:heroku:pax-user", live),
+            ("promotions:pending", pending),
+        ] {
+            state
+                .put(key, value, Precondition::None, None, 0)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_what_is_live_and_what_waits_and_promote_queues_a_persons_go() {
+    let world = World::new().await;
+    let (code, out, err) = world.setup(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let sha = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+    world.seed_live_and_pending(sha).await;
+
+    let (code, out, err) = world
+        .run(&["status", "--stack", &world.stack, "--json"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["live"][0]["target"], "heroku:pax-user");
+    assert_eq!(status["live"][0]["release"], "v12");
+    assert_eq!(status["pending"][0]["target"], "heroku:pax-user-eu");
+    assert_eq!(status["pending"][0]["from"], "production");
+    let (code, out, _) = world.run(&["status", "--stack", &world.stack]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("heroku:pax-user-eu ← production 6113728 (v12)"),
+        "{out}"
+    );
+
+    let queue = world.output("DeployQueueUrl").await;
+    let args = [
+        "promote",
+        "heroku:pax-user-eu",
+        "--sha",
+        sha,
+        "--queue",
+        &queue,
+    ];
+    let (code, out, err) = world.run(&args).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let received = aws_sdk_sqs::Client::new(&world.aws)
+        .receive_message()
+        .queue_url(&queue)
+        .message_system_attribute_names(
+            aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+        )
+        .send()
+        .await
+        .unwrap();
+    let message = &received.messages()[0];
+    let body: Value = serde_json::from_str(message.body().unwrap()).unwrap();
+    assert_eq!(
+        (
+            body["kind"].as_str(),
+            body["target"].as_str(),
+            body["sha"].as_str()
+        ),
+        (Some("promote"), Some("heroku:pax-user-eu"), Some(sha))
+    );
+    assert_eq!(
+        message.attributes().unwrap()
+            [&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId],
+        "heroku:pax-user-eu"
+    );
+}
