@@ -128,10 +128,7 @@ async fn next_group(pipeline: &Pipeline) -> String {
 fn chat_texts(pipeline: &Pipeline) -> Vec<String> {
     let mut calls = pipeline.telegram.calls("POST", "/sendMessage");
     calls.extend(pipeline.telegram.calls("POST", "/editMessageText"));
-    calls
-        .iter()
-        .map(|c| c.body["text"].as_str().unwrap_or("").to_string())
-        .collect()
+    support::texts(&calls)
 }
 
 #[tokio::test]

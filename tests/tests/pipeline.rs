@@ -15,7 +15,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{FaultPlan, Faults, Pipeline};
+use support::{FaultPlan, Faults, Pipeline, texts};
 
 const PUSH: &str = include_str!("../../functions/webhook-intake/testdata/github-push.json");
 const PR_OPENED: &str =
@@ -57,13 +57,6 @@ fn github_states(pipeline: &Pipeline) -> Vec<(&'static str, String)> {
                 c.body["state"].as_str().unwrap_or("").to_string(),
             )
         })
-        .collect()
-}
-
-fn texts(calls: &[support::Call]) -> Vec<String> {
-    calls
-        .iter()
-        .map(|c| c.body["text"].as_str().unwrap_or("").to_string())
         .collect()
 }
 

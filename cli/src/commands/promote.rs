@@ -7,7 +7,7 @@ use shared::config::{Config, Gate};
 use shared::messages::{self, DeployQueueMessage, PromoteRequest};
 use shared::records::{LiveRecord, PendingPromotions, StateKey};
 
-use crate::commands::dlq::sqs;
+use crate::commands::rollback::send;
 use crate::stack::{Aws, Stack};
 use crate::ui::Ui;
 
@@ -29,21 +29,8 @@ pub async fn promote(
         requested_by: std::env::var("USER").unwrap_or_else(|_| "shipline CLI".into()),
         requested_at: now_rfc3339()?,
     };
-    sqs()
-        .await
-        .send_message()
-        .queue_url(queue)
-        .message_body(messages::encode(&DeployQueueMessage::Promote(
-            request.clone(),
-        )))
-        .message_group_id(messages::fifo_id(target))
-        .message_deduplication_id(messages::fifo_id(&format!(
-            "promote-{}",
-            request.requested_at
-        )))
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+    let dedup = format!("promote-{}", request.requested_at);
+    send(queue, &DeployQueueMessage::Promote(request.clone()), &dedup).await?;
     if json {
         println!("{}", messages::encode(&request));
     } else {

@@ -861,6 +861,14 @@ impl Pipeline {
     }
 }
 
+/// The `text` of each chat call, in order.
+pub fn texts(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .map(|c| c.body["text"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 pub fn header_map(pairs: &[(&str, String)]) -> lambda_http::http::HeaderMap {
     pairs
         .iter()
