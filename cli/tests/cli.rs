@@ -31,7 +31,7 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
         "next: production if Sentry stays quiet on staging",
         "GitHub deployment #2 success",
         "released: production now runs",
-        "promoted from staging (v1): Sentry quiet on staging",
+        "promoted from staging (v1): no new Sentry issue on staging",
         "🟢 Live · demo/shop",
         "✔ the story is complete",
     ] {
@@ -67,7 +67,7 @@ fn the_rollback_demo_rolls_a_failing_release_back_by_itself() {
     let positions: Vec<usize> = [
         "released: production now runs",
         "a second commit",
-        "(v2): Sentry quiet on staging",
+        "(v2): no new Sentry issue on staging",
         "production starts failing",
         "error alert: TypeError: cart.total is not a function",
         "GitHub deployment #4 failure: v2: rolled back to v1 automatically",

@@ -13,6 +13,7 @@ use crate::records::StateKey;
 /// The newest alerts kept per project, and for how long.
 pub const KEEP: usize = 500;
 pub const TTL_SECS: i64 = 14 * 24 * 3600;
+const TITLE_CHARS: usize = 120;
 
 /// One alert, reduced to what a gate and a rollback weigh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,16 +74,27 @@ impl Spike {
 }
 
 impl AlertLog {
-    pub fn push(&mut self, mark: AlertMark) {
+    pub fn push(&mut self, mut mark: AlertMark) {
+        // Enough of a title to name the issue; the record stays far below DynamoDB's 400 KB.
+        if mark.title.chars().count() > TITLE_CHARS {
+            mark.title = crate::messages::truncate_chars(&mark.title, TITLE_CHARS);
+        }
         self.marks.push(mark);
         let excess = self.marks.len().saturating_sub(KEEP);
         self.marks.drain(..excess);
     }
 
-    /// The alerts at or above `min_level` on `environment` from `since` (Unix seconds) on. An
-    /// alert that names no environment counts for every environment: a gate errs on the side
-    /// of not promoting.
-    pub fn since(&self, since: i64, environment: &str, min_level: Level) -> Spike {
+    /// The alerts at or above `min_level` on `environment` from `since` (Unix seconds) on.
+    /// Alerts that name no environment (Sentry's `issue` resource names none) count when
+    /// `unattributed` says so: a promotion gate counts them (it errs on the side of not
+    /// promoting); an automatic rollback only where the project watches one environment.
+    pub fn since(
+        &self,
+        since: i64,
+        environment: &str,
+        min_level: Level,
+        unattributed: bool,
+    ) -> Spike {
         let seen_before: HashSet<&str> = self
             .marks
             .iter()
@@ -94,7 +106,9 @@ impl AlertLog {
         for mark in self.marks.iter().filter(|m| {
             m.at >= since
                 && m.level >= min_level
-                && m.environment.as_deref().is_none_or(|e| e == environment)
+                && m.environment
+                    .as_deref()
+                    .map_or(unattributed, |e| e == environment)
         }) {
             spike.events += 1;
             match order.iter().position(|issue| *issue == mark.issue) {
@@ -170,13 +184,16 @@ mod tests {
         log.push(mark("new", 170, Level::Error, None));
         log.push(mark("quiet", 180, Level::Warning, Some("production")));
         log.push(mark("staging", 190, Level::Error, Some("staging")));
-        let spike = log.since(100, "production", Level::Error);
+        let spike = log.since(100, "production", Level::Error, true);
         assert_eq!((spike.events, spike.new_issues), (3, 1));
         assert_eq!(
             spike.describe(),
             "3 events, 1 new issue: Error old (1), Error new (2)"
         );
-        assert!(log.since(200, "production", Level::Error).is_empty());
+        // Without the alerts that name no environment.
+        let attributed = log.since(100, "production", Level::Error, false);
+        assert_eq!((attributed.events, attributed.new_issues), (2, 1));
+        assert!(log.since(200, "production", Level::Error, true).is_empty());
     }
 
     #[test]

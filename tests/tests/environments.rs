@@ -6,6 +6,7 @@
 //! - a Sentry error on staging during the soak → no promotion, and the chat says why;
 //! - `gate: approval` → nothing until `shipline promote`'s request;
 //! - a newer staging release supersedes a pending promotion;
+//! - a staging release rolled back during its soak is not promoted;
 //! - an error spike after a production release → one rollback to the previous release, the
 //!   bad deployment marked failure; the alerts after it roll nothing back again.
 
@@ -178,7 +179,7 @@ async fn a_quiet_staging_release_reaches_production_with_the_same_image_and_no_n
     assert!(pending(&pipeline).await.is_empty());
     let last = chat_texts(&pipeline).pop().unwrap();
     assert!(
-        last.contains("promoted from staging") && last.contains("Sentry quiet on staging"),
+        last.contains("promoted from staging") && last.contains("no new Sentry issue on staging"),
         "{last}"
     );
     assert!(pipeline.dead_letters().await.is_empty());
@@ -276,6 +277,57 @@ async fn an_approval_gate_waits_for_a_person_and_a_newer_release_supersedes_the_
     assert!(pending(&pipeline).await.is_empty());
     let last = chat_texts(&pipeline).pop().unwrap();
     assert!(last.contains("approved by octocat"), "{last}");
+}
+
+#[tokio::test]
+#[ignore = "needs moto: run scripts/test"]
+async fn a_staging_release_rolled_back_during_its_soak_is_not_promoted() {
+    let pipeline = Pipeline::new(&config("        after: 1s"), FaultPlan::default()).await;
+    released(&pipeline, SHA, "soak-1").await;
+    released(&pipeline, NEWER, "soak-2").await;
+    assert_eq!(
+        pending(&pipeline).await["heroku:hello-world"].request.sha,
+        NEWER
+    );
+    // `shipline rollback heroku:hello-staging`: staging runs SHA again.
+    let rollback = messages::RollbackRequest {
+        v: messages::VERSION,
+        target: TargetKey::new("heroku:hello-staging"),
+        release: None,
+        requested_by: "octocat".into(),
+        requested_at: "2026-11-30T10:00:00Z".into(),
+        from_release: None,
+        reason: None,
+    };
+    pipeline
+        .promotion
+        .deploys
+        .send(OutgoingMessage::fifo(
+            messages::encode(&DeployQueueMessage::Rollback(rollback)),
+            "heroku:hello-staging",
+            "rollback-1",
+        ))
+        .await
+        .unwrap();
+    pipeline
+        .run_until_idle("SUCCEEDED", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        live(&pipeline, "heroku:hello-staging").await.unwrap().sha,
+        SHA
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report = sweep_and_settle(&pipeline).await;
+    assert_eq!(report.blocked, ["heroku:hello-world"]);
+    assert!(live(&pipeline, "heroku:hello-world").await.is_none());
+    assert!(
+        chat_texts(&pipeline)
+            .iter()
+            .any(|t| t.contains("Not promoted") && t.contains("was rolled back on staging")),
+        "{:#?}",
+        chat_texts(&pipeline)
+    );
 }
 
 const ROLLBACK_CONFIG: &str = "\

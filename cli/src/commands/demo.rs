@@ -142,7 +142,7 @@ async fn tell(story: Story, stack: &Stack, addr: SocketAddr, shop: &mut Shop, ui
     ));
     deliver_push(addr, shop, ui).await?;
     follow_the_story(stack, shop, Goal::Production, ui).await?;
-    ui.step("production starts failing: Sentry raises a new issue");
+    ui.step("production starts failing: Sentry reports a new issue there");
     deliver_alert(addr, ui).await?;
     follow_the_story(stack, shop, Goal::RolledBack, ui).await
 }
@@ -238,23 +238,29 @@ fn local_stack(shop: &Shop, work: &Path, story: Story, ui: &Arc<Ui>) -> anyhow::
     )?))
 }
 
-/// Sentry's side: a signed issue alert for the shop's project, as its integration sends one.
+/// Sentry's side: a signed event alert for the shop's project in production, as an alert
+/// rule of its integration sends one (the event names its environment).
 async fn deliver_alert(addr: SocketAddr, ui: &Ui) -> anyhow::Result<()> {
     let body = serde_json::to_vec(&json!({
-        "action": "created",
+        "action": "triggered",
         "installation": {"uuid": "7a485448-a9e2-4c85-8a3c-4f44175783c9"},
-        "data": {"issue": {
-            "id": "4242", "shortId": "SHOP-1", "title": "TypeError: cart.total is not a function",
-            "culprit": "checkout/pay", "level": "error", "status": "unresolved",
-            "project": {"id": "1", "name": "shop", "slug": "shop"},
-            "web_url": "https://sentry.example.com/organizations/demo/issues/4242/",
-        }},
+        "data": {
+            "event": {
+                "url": "https://sentry.example.com/api/0/projects/demo/shop/events/5f1b7f0c/",
+                "web_url": "https://sentry.example.com/organizations/demo/issues/4242/events/5f1b7f0c/",
+                "issue_id": "4242", "event_id": "5f1b7f0c",
+                "title": "TypeError: cart.total is not a function", "level": "error",
+                "culprit": "checkout/pay", "environment": "production",
+                "tags": [["environment", "production"], ["level", "error"]],
+            },
+            "triggered_rule": "Errors in production",
+        },
         "actor": {"type": "application", "id": "sentry", "name": "Sentry"},
     }))?;
     let response = reqwest::Client::new()
         .post(format!("http://{addr}/sentry"))
         .header("content-type", "application/json")
-        .header("sentry-hook-resource", "issue")
+        .header("sentry-hook-resource", "event_alert")
         .header("request-id", "demo-alert-4242")
         .header(
             "sentry-hook-signature",
@@ -264,7 +270,7 @@ async fn deliver_alert(addr: SocketAddr, ui: &Ui) -> anyhow::Result<()> {
         .send()
         .await?;
     ui.event(&format!(
-        "Sentry issue alert → {}",
+        "Sentry event alert (production) → {}",
         response.status().as_u16()
     ));
     Ok(())

@@ -21,7 +21,8 @@ const CLAIM_TTL_SECS: i64 = 30 * 24 * 3600;
 /// Records a raised alert and rolls back what it breaks. Never refuses the alert: the chat
 /// still hears of it when the log or the queue is unavailable.
 pub(crate) async fn watch(deps: &Deps, alert: &Alert) {
-    if alert.change != Change::Raised {
+    // A new problem, more of it, or one back after it was resolved.
+    if !matches!(alert.change, Change::Raised | Change::Regressed) {
         return;
     }
     let watched = deps.config.repos.iter().any(|(_, repo)| {
@@ -38,20 +39,36 @@ pub(crate) async fn watch(deps: &Deps, alert: &Alert) {
         at: now,
         environment: alert.environment.clone(),
     };
-    let log = match alerts::record(deps.state.as_ref(), &alert.project, mark, now).await {
+    let log = match alerts::record(deps.state.as_ref(), &alert.project, mark.clone(), now).await {
         Ok(log) => log,
+        // In a storm the log's writes may lose every race: the rollback is still judged, on
+        // the log as read with this alert added.
         Err(e) => {
-            warn!(error = %e, "alert not recorded; gates and rollbacks do not see it");
-            return;
+            warn!(error = %e, "alert not recorded; a promotion gate will not see it");
+            match alerts::read(deps.state.as_ref(), &alert.project, now).await {
+                Ok(mut log) => {
+                    log.push(mark);
+                    log
+                }
+                Err(_) => return,
+            }
         }
     };
     for (repo_name, repo) in &deps.config.repos {
         if repo.sentry_project.as_ref().map(|p| p.value.as_str()) != Some(alert.project.as_str()) {
             continue;
         }
+        // Alerts that name no environment belong to a target only when the repo deploys one.
+        let single = repo
+            .deploy
+            .iter()
+            .map(|r| r.environment.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            == 1;
         for rule in &repo.deploy {
             if let Some(policy) = &rule.auto_rollback
-                && let Err(e) = judge(deps, repo_name, rule, policy, &log, now).await
+                && let Err(e) = judge(deps, repo_name, rule, policy, (&log, single), now).await
             {
                 error!(error = %e, target = %rule.target_key(repo_name), "automatic rollback not judged");
             }
@@ -72,7 +89,7 @@ async fn judge(
     repo_name: &str,
     rule: &DeployRule,
     policy: &AutoRollback,
-    log: &AlertLog,
+    (log, unattributed): (&AlertLog, bool),
     now: i64,
 ) -> Result<(), StateError> {
     let Some(queue) = &deps.deploys else {
@@ -93,7 +110,12 @@ async fn judge(
     if live.restored || now - live_since > policy.window.as_secs() as i64 {
         return Ok(());
     }
-    let spike = log.since(live_since, &rule.environment, policy.min_level);
+    let spike = log.since(
+        live_since,
+        &rule.environment,
+        policy.min_level,
+        unattributed,
+    );
     if spike.new_issues < policy.new_issues && spike.events < policy.events {
         return Ok(());
     }

@@ -279,7 +279,7 @@ impl Deploy<'_> {
             environment_url,
         )
         .await?;
-        self.records.finish().await;
+        // Before the progress record goes: a retry comes back through here.
         let next = promotions::schedule(
             self.deps,
             self.config_repo,
@@ -287,7 +287,8 @@ impl Deploy<'_> {
             request,
             version.as_deref(),
         )
-        .await;
+        .await?;
+        self.records.finish().await;
         let came = request.promotion.as_ref().map(|p| {
             format!(
                 "promoted from {}{}: {}",

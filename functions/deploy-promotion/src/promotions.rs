@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::error::PromotionError;
 use crate::report::Chat;
-use crate::{Deps, deploy, rule_for};
+use crate::{Deps, rule_for};
 
 /// How long pending promotions are kept at most (an approval nobody gives).
 const PENDING_TTL_SECS: i64 = 30 * 24 * 3600;
@@ -66,20 +66,27 @@ fn human(secs: u64) -> String {
 }
 
 /// After a release went live on `rule`'s environment: each promotion rule that takes from it
-/// gets this release pending. Answers what the chat should say comes next.
+/// gets this release pending. Answers what the chat should say comes next. A failure is the
+/// deploy message's retry (before its progress record is cleared), so no promotion is lost.
 pub(crate) async fn schedule(
     deps: &Deps,
     config_repo: &str,
     rule: &DeployRule,
     request: &DeployRequest,
     version: Option<&str>,
-) -> Option<String> {
-    let repo = deps.config.repo(config_repo)?;
+) -> Result<Option<String>, StateError> {
+    let Some(repo) = deps.config.repo(config_repo) else {
+        return Ok(None);
+    };
     let now = deps.clock.unix();
     let mut next = Vec::new();
     for promotion in deps.config.promotions_from(repo, &rule.environment) {
         let soak = promotion.after.unwrap_or_default().as_secs();
         let target = promotion.target_key(config_repo);
+        // A retried deploy message comes back here after its promotion may have happened.
+        if already_live(deps, &target, request).await {
+            continue;
+        }
         let pending = PendingPromotion {
             request: DeployRequest {
                 target: target.clone(),
@@ -97,17 +104,11 @@ pub(crate) async fn schedule(
             due: now + soak as i64,
             announced: false,
         };
-        let replaced = update(deps, |all| all.insert(target.to_string(), pending.clone())).await;
-        match replaced {
-            Ok(Some(old)) if old.request.sha != request.sha => {
-                superseded(deps, config_repo, &old, request).await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                warn!(error = %e, %target, "promotion not scheduled");
-                next.push(format!("{} not scheduled: {e}", promotion.environment));
-                continue;
-            }
+        let replaced = update(deps, |all| all.insert(target.to_string(), pending.clone())).await?;
+        if let Some(old) = replaced
+            && old.request.sha != request.sha
+        {
+            superseded(deps, config_repo, &old, request).await;
         }
         let when = if soak == 0 {
             String::new()
@@ -127,7 +128,17 @@ pub(crate) async fn schedule(
         });
         info!(%target, due = pending.due, "promotion scheduled");
     }
-    (!next.is_empty()).then(|| format!("next: {}", next.join("; ")))
+    Ok((!next.is_empty()).then(|| format!("next: {}", next.join("; "))))
+}
+
+/// Whether `request`'s commit is what `target` runs already.
+async fn already_live(deps: &Deps, target: &TargetKey, request: &DeployRequest) -> bool {
+    deps.state
+        .read_value::<LiveRecord>(StateKey::Live(target), deps.clock.unix())
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|live| live.sha == request.sha)
 }
 
 async fn superseded(deps: &Deps, config_repo: &str, old: &PendingPromotion, by: &DeployRequest) {
@@ -217,38 +228,76 @@ pub async fn sweep(deps: &Deps) -> Result<SweepReport, StateError> {
             None => Due::Block(format!("no deploy rule names {target} any more")),
             Some((config_repo, rule)) => gate(deps, config_repo, rule, &promotion).await?,
         };
-        let outcome = match decision {
-            Due::Wait => {
-                report.waiting.push(target);
-                continue;
-            }
+        if matches!(decision, Due::Wait) {
+            report.waiting.push(target);
+            continue;
+        }
+        // Taken out first, and only if it is still the same promotion: a newer release that
+        // replaced it meanwhile is left for the next sweep, and is the only one told.
+        if !take(deps, &target, &promotion.request.sha).await? {
+            continue;
+        }
+        match decision {
             Due::Promote(passed) => {
                 if let Err(e) = enqueue(deps, promotion.request.clone(), passed).await {
-                    warn!(error = %e, %target, "promotion not queued; the next sweep tries again");
+                    warn!(error = %e, %target, "promotion not queued; put back for the next sweep");
+                    let back = promotion.clone();
+                    update(deps, |all| {
+                        all.entry(target.clone()).or_insert_with(|| back.clone());
+                    })
+                    .await?;
                     continue;
                 }
-                report.promoted.push(target.clone());
-                None
+                report.promoted.push(target);
             }
             Due::Block(reason) => {
-                report.blocked.push(target.clone());
-                Some(reason)
+                report.blocked.push(target);
+                if let Some((config_repo, _)) = rule_for(&deps.config, &key) {
+                    blocked(deps, config_repo, &promotion.request, reason).await;
+                }
             }
-        };
-        // Taken out only if it is still the same promotion (a newer release may have
-        // replaced it meanwhile).
-        let sha = promotion.request.sha.clone();
-        update(deps, |all| {
-            if all.get(&target).is_some_and(|p| p.request.sha == sha) {
-                all.remove(&target);
-            }
-        })
-        .await?;
-        if let (Some(reason), Some((config_repo, _))) = (outcome, rule_for(&deps.config, &key)) {
-            blocked(deps, config_repo, &promotion.request, reason).await;
+            Due::Wait => {}
         }
     }
     Ok(report)
+}
+
+/// Removes `target`'s pending promotion if it is still of `sha`; whether it did.
+async fn take(deps: &Deps, target: &str, sha: &shared::ids::Sha) -> Result<bool, StateError> {
+    update(deps, |all| {
+        if all.get(target).is_some_and(|p| p.request.sha == *sha) {
+            all.remove(target);
+            true
+        } else {
+            false
+        }
+    })
+    .await
+}
+
+/// Why a promotion's release can no longer go: it is not live on the source any more (a
+/// rollback, or a newer release whose own promotion replaces this one).
+async fn source_gone(deps: &Deps, request: &DeployRequest) -> Result<Option<String>, StateError> {
+    let Some(from) = &request.promotion else {
+        return Ok(None);
+    };
+    let live = deps
+        .state
+        .read_value::<LiveRecord>(StateKey::Live(&from.target), deps.clock.unix())
+        .await?;
+    Ok(match live {
+        Some(live) if live.sha == request.sha && !live.restored => None,
+        Some(live) if live.restored => Some(format!(
+            "{} was rolled back on {}",
+            request.sha.short(),
+            from.environment
+        )),
+        _ => Some(format!(
+            "{} is no longer live on {}",
+            request.sha.short(),
+            from.environment
+        )),
+    })
 }
 
 /// The gate of a due promotion.
@@ -258,6 +307,12 @@ async fn gate(
     rule: &DeployRule,
     promotion: &PendingPromotion,
 ) -> Result<Due, StateError> {
+    if let Some(gone) = source_gone(deps, &promotion.request).await? {
+        return Ok(Due::Block(format!(
+            "not promoted to {}: {gone}",
+            rule.environment
+        )));
+    }
     let source = promotion
         .request
         .promotion
@@ -275,9 +330,11 @@ async fn gate(
                 .unwrap_or_default();
             let log = alerts::read(deps.state.as_ref(), &project, deps.clock.unix()).await?;
             let min_level = deps.config.sentry_min_level(&project);
-            let spike = log.since(promotion.live_since, source, min_level);
-            if spike.is_empty() {
-                Due::Promote(format!("Sentry quiet on {source}"))
+            // An alert that names no environment counts here: a gate errs on the side of not
+            // promoting.
+            let spike = log.since(promotion.live_since, source, min_level, true);
+            if spike.new_issues == 0 {
+                Due::Promote(format!("no new Sentry issue on {source}"))
             } else {
                 Due::Block(format!(
                     "not promoted to {}: Sentry saw on {source} since it went live {}",
@@ -290,7 +347,9 @@ async fn gate(
 }
 
 /// `shipline promote TARGET`: the target's pending promotion goes now, whatever its soak time
-/// and gate; without one, what is live on the source environment is promoted.
+/// and gate; without one, what is live on the source environment is promoted. It is queued as
+/// a self-contained deploy in the target's group (so a retry of it never picks another
+/// commit), then taken out of the pending ones.
 pub(crate) async fn promote(
     deps: &Deps,
     request: &PromoteRequest,
@@ -306,35 +365,37 @@ pub(crate) async fn promote(
         )));
     };
     let wanted = |sha: &shared::ids::Sha| request.sha.as_ref().is_none_or(|s| s == sha);
-    let key = target.to_string();
-    let taken = update(deps, |all| match all.get(&key) {
-        Some(p) if wanted(&p.request.sha) => all.remove(&key),
-        _ => None,
-    })
-    .await?;
-    let passed = format!("approved by {}", request.requested_by);
-    let mut deploy_request = match taken {
-        Some(pending) => pending.request,
-        None => match from_live(deps, config_repo, from, target, rule).await? {
-            Some(live) if wanted(&live.sha) => live,
-            Some(live) => {
+    let pending: PendingPromotions = deps
+        .state
+        .read_value(StateKey::Promotions, deps.clock.unix())
+        .await?
+        .unwrap_or_default();
+    let deploy_request = match pending.get(target.as_str()) {
+        Some(p) if wanted(&p.request.sha) => p.request.clone(),
+        _ => match from_live(deps, config_repo, from, target, rule).await? {
+            Ok(live) if wanted(&live.sha) => live,
+            Ok(live) => {
                 return Ok(Outcome::Skipped(format!(
                     "{} is not live on {from} ({} is)",
                     request.sha.as_ref().map(|s| s.short()).unwrap_or_default(),
                     live.sha.short()
                 )));
             }
-            None => {
-                return Ok(Outcome::Skipped(format!(
-                    "nothing is live on {from} to promote"
-                )));
-            }
+            Err(reason) => return Ok(Outcome::Skipped(reason)),
         },
     };
-    if let Some(p) = deploy_request.promotion.as_mut() {
-        p.passed = passed;
+    if let Some(gone) = source_gone(deps, &deploy_request).await? {
+        return Ok(Outcome::Skipped(format!("not promoted: {gone}")));
     }
-    deploy::deploy(deps, &deploy_request).await
+    let sha = deploy_request.sha.clone();
+    enqueue(
+        deps,
+        deploy_request,
+        format!("approved by {}", request.requested_by),
+    )
+    .await?;
+    take(deps, target.as_str(), &sha).await?;
+    Ok(Outcome::Done)
 }
 
 /// A promotion of what is live on `from`, built from its live record.
@@ -344,12 +405,13 @@ async fn from_live(
     from: &str,
     target: &TargetKey,
     rule: &DeployRule,
-) -> Result<Option<DeployRequest>, PromotionError> {
+) -> Result<Result<DeployRequest, String>, PromotionError> {
+    let nothing = || Err(format!("nothing is live on {from} to promote"));
     let Some(repo) = deps.config.repo(config_repo) else {
-        return Ok(None);
+        return Ok(nothing());
     };
     let Some(source) = repo.deploy.iter().find(|r| r.environment == from) else {
-        return Ok(None);
+        return Ok(nothing());
     };
     let source_target = source.target_key(config_repo);
     let Some(live) = deps
@@ -357,9 +419,16 @@ async fn from_live(
         .read_value::<LiveRecord>(StateKey::Live(&source_target), deps.clock.unix())
         .await?
     else {
-        return Ok(None);
+        return Ok(nothing());
     };
-    Ok(Some(DeployRequest {
+    // A restored release (or one recorded before images were kept) has no images to release.
+    if live.artifacts.is_empty() {
+        return Ok(Err(format!(
+            "what is live on {from} ({}) carries no image ids to promote; promote its next release",
+            live.sha.short()
+        )));
+    }
+    Ok(Ok(DeployRequest {
         v: messages::VERSION,
         repo: live.repo.clone(),
         branch: live.branch.clone(),
