@@ -28,7 +28,7 @@ fn the_demo_tells_the_whole_story_and_exits_0() {
         "GitHub status success",
         "GitHub deployment #1 success",
         "released: staging now runs",
-        "next: production if Sentry stays quiet on staging",
+        "next: production if Sentry raises no new issue on staging",
         "GitHub deployment #2 success",
         "released: production now runs",
         "promoted from staging (v1): no new Sentry issue on staging",

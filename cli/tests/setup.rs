@@ -477,6 +477,9 @@ fn the_test_stack_has_the_real_templates_names() {
             .map(|l| l.trim().split(':').next().unwrap().to_string())
             .collect()
     };
+    // A parser that found nothing would make the loops below pass vacuously.
+    assert!(section(test, "Parameters").len() >= 7 && section(test, "Outputs").len() >= 7);
+    assert!(section(&template, "Outputs").contains(&"GitHubWebhookUrl".to_string()));
     for name in section(test, "Parameters") {
         if name != "GitHubWebhookUrl" {
             assert!(

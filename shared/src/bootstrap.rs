@@ -199,21 +199,39 @@ pub async fn load_parameter(
     client: &aws_sdk_ssm::Client,
     name: &str,
 ) -> Result<String, ConfigError> {
-    let out = client
+    read_parameter(client, name)
+        .await?
+        .ok_or_else(|| ConfigError::Source(format!("SSM parameter {name} does not exist")))
+}
+
+/// Reads an SSM parameter (decrypted, if it is a SecureString); `None` when there is none.
+pub async fn read_parameter(
+    client: &aws_sdk_ssm::Client,
+    name: &str,
+) -> Result<Option<String>, ConfigError> {
+    match client
         .get_parameter()
         .name(name)
         .with_decryption(true)
         .send()
         .await
-        .map_err(|e| {
-            ConfigError::Source(format!(
-                "SSM parameter {name}: {}",
-                aws_sdk_ssm::error::DisplayErrorContext(e)
-            ))
-        })?;
-    out.parameter
-        .and_then(|p| p.value)
-        .ok_or_else(|| ConfigError::Source(format!("SSM parameter {name} has no value")))
+    {
+        Ok(out) => out
+            .parameter
+            .and_then(|p| p.value)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Source(format!("SSM parameter {name} has no value"))),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_parameter_not_found()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(ConfigError::Source(format!(
+            "SSM parameter {name}: {}",
+            aws_sdk_ssm::error::DisplayErrorContext(e)
+        ))),
+    }
 }
 
 async fn load_secrets(aws: &aws_config::SdkConfig) -> Result<Secrets, BootstrapError> {

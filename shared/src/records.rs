@@ -168,9 +168,6 @@ pub struct PendingPromotion {
     /// Unix seconds: when the release went live on the source, and when the soak ends.
     pub live_since: i64,
     pub due: i64,
-    /// The chat has been told that it waits for a person.
-    #[serde(default)]
-    pub announced: bool,
 }
 
 /// Every pending promotion, by destination target.

@@ -102,7 +102,6 @@ pub(crate) async fn schedule(
             },
             live_since: now,
             due: now + soak as i64,
-            announced: false,
         };
         let replaced = update(deps, |all| all.insert(target.to_string(), pending.clone())).await?;
         if let Some(old) = replaced
@@ -118,7 +117,7 @@ pub(crate) async fn schedule(
         next.push(match promotion.gate() {
             Gate::None => format!("{}{when}", promotion.environment),
             Gate::Sentry => format!(
-                "{}{when} if Sentry stays quiet on {}",
+                "{}{when} if Sentry raises no new issue on {}",
                 promotion.environment, rule.environment
             ),
             Gate::Approval => format!(

@@ -129,7 +129,9 @@ pub struct ConfigSource {
 impl ConfigSource {
     pub async fn load(aws: &Aws, stack: &Stack, file: Option<&Path>) -> anyhow::Result<Self> {
         let param = stack.parameter("ConfigParameterName")?;
-        let stored = read_parameter(aws, param).await?;
+        let stored = shared::bootstrap::read_parameter(&aws.ssm, param)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
         let (text, origin) = match file {
             Some(file) => (
                 std::fs::read_to_string(file)
@@ -156,25 +158,6 @@ impl ConfigSource {
             origin,
             stored,
         })
-    }
-}
-
-pub async fn read_parameter(aws: &Aws, name: &str) -> anyhow::Result<Option<String>> {
-    match aws.ssm.get_parameter().name(name).send().await {
-        Ok(answer) => Ok(answer
-            .parameter()
-            .and_then(|p| p.value())
-            .map(str::to_string)),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_parameter_not_found()) =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(anyhow!(
-            "cannot read SSM {name}: {}",
-            aws_sdk_ssm::error::DisplayErrorContext(e)
-        )),
     }
 }
 
