@@ -1,4 +1,4 @@
-//! The local stack: the five functions' handlers, unchanged, wired to embedded adapters
+//! The local stack: the six functions' handlers, unchanged, wired to embedded adapters
 //! (in-memory queues and state, the local build runner, a local GitHub, console chat) and
 //! pumped in one process.
 
@@ -35,6 +35,10 @@ pub struct Stack {
     pub promotion: deploy_promotion::Deps,
     pub notifier: notifier::Deps,
     pub alerts: alert_forwarder::Deps,
+    /// The control room (`POST /telegram`), when `telegram_webhook_secret` is given.
+    pub chatops: Option<chat_ops::Deps>,
+    /// What the console channels show, buttons included.
+    pub console: Arc<Console>,
     pub builds_queue: Arc<MemoryQueue>,
     pub events_queue: Arc<MemoryQueue>,
     pub deploys_queue: Arc<MemoryQueue>,
@@ -65,7 +69,8 @@ impl Stack {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?;
-        let channels = chat_channels(&config, &secrets, &http)?;
+        let console = Arc::new(Console::stdout());
+        let channels = chat_channels(&config, &secrets, &http, &console)?;
         let wiring = Wiring {
             github: github(&secrets, &http, repos, report),
             config,
@@ -82,6 +87,8 @@ impl Stack {
             promotion: wiring.promotion(deploys_queue.clone()),
             notifier: wiring.notifier(channels),
             alerts: wiring.alerts(deploys_queue.clone()),
+            chatops: wiring.chatops(deploys_queue.clone()),
+            console,
             builds_queue,
             events_queue,
             deploys_queue,
@@ -156,7 +163,8 @@ impl Stack {
         }
     }
 
-    /// Serves `POST /github` and `POST /sentry` (and `/sentry/legacy?token=`) on `listener`.
+    /// Serves `POST /github`, `POST /sentry` (and `/sentry/legacy?token=`) and `POST /telegram`
+    /// on `listener`.
     pub fn serve(
         self: &Arc<Self>,
         listener: tokio::net::TcpListener,
@@ -211,9 +219,10 @@ fn chat_channels(
     config: &Config,
     secrets: &Secrets,
     http: &reqwest::Client,
+    console: &Arc<Console>,
 ) -> anyhow::Result<HashMap<String, Arc<dyn ChatChannel>>> {
     let mut channels: HashMap<String, Arc<dyn ChatChannel>> = HashMap::default();
-    let console: Arc<dyn ChatChannel> = Arc::new(Console::stdout());
+    let console: Arc<dyn ChatChannel> = console.clone();
     for (name, channel) in &config.channels {
         if matches!(channel, Channel::Console(_)) {
             channels.insert(name.clone(), console.clone());
@@ -308,6 +317,20 @@ impl Wiring {
         }
     }
 
+    /// The control room; without `telegram_webhook_secret` there is none (nobody could prove
+    /// to be Telegram).
+    fn chatops(&self, deploys: Arc<MemoryQueue>) -> Option<chat_ops::Deps> {
+        Some(chat_ops::Deps {
+            webhook_secret: self.secrets.get("telegram_webhook_secret")?.clone(),
+            config: self.config.clone(),
+            deploys,
+            notify: self.notify.clone(),
+            dead_letters: Vec::new(),
+            state: self.state.clone(),
+            clock: self.clock.clone(),
+        })
+    }
+
     fn alerts(&self, deploys: Arc<MemoryQueue>) -> alert_forwarder::Deps {
         alert_forwarder::Deps {
             deploys: Some(deploys),
@@ -353,21 +376,36 @@ async fn route(
             let r = alert_forwarder::handle_legacy(&stack.alerts, &token, &body).await;
             (r.status, r.message)
         }
-        (false, "/github" | "/sentry" | "/sentry/legacy") => (
+        (true, "/telegram") => match &stack.chatops {
+            // The answer is a Bot API call for Telegram to make, as the function's is.
+            Some(chatops) => {
+                let answer = chat_ops::handle_update(chatops, &headers, &body).await;
+                return Ok(json_response(answer.status, answer.body.to_string()));
+            }
+            None => (
+                StatusCode::NOT_FOUND,
+                "the control room needs telegram_webhook_secret in the secrets".to_string(),
+            ),
+        },
+        (false, "/github" | "/sentry" | "/sentry/legacy" | "/telegram") => (
             StatusCode::METHOD_NOT_ALLOWED,
             "POST a webhook here".to_string(),
         ),
         _ => (
             StatusCode::NOT_FOUND,
-            "shipline serves POST /github and POST /sentry".to_string(),
+            "shipline serves POST /github, POST /sentry and POST /telegram".to_string(),
         ),
     };
     let body = serde_json::json!({ "message": message }).to_string();
-    Ok(Response::builder()
+    Ok(json_response(status, body))
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
         .status(status.as_u16())
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
-        .expect("a static response builds"))
+        .expect("a static response builds")
 }
 
 /// Takes what is waiting on a queue (ten at most) as the SQS event Lambda would deliver.

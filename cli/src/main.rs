@@ -22,7 +22,7 @@ pub(crate) const INVALID_CONFIG: u8 = 3;
     name = "shipline",
     version,
     about = "Continuous deploy and production monitoring, serverless.",
-    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline demo --rollback           # ... and a bad release rolled back by itself\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline setup telegram --write shipline.yaml   # TELEGRAM_BOT_TOKEN in the environment\n  shipline setup --stack shipline --config shipline.yaml --dry-run\n  shipline doctor --stack shipline\n  shipline promote heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline status --stack shipline"
+    after_help = "Examples:\n  shipline demo                      # the whole pipeline on this machine\n  shipline demo --fail               # ... with a failing build\n  shipline demo --rollback           # ... and a bad release rolled back by itself\n  shipline demo --chatops            # ... and one rolled back from the team chat\n  shipline serve --config shipline.yaml --secrets secrets.json --repo pax-app/User=../User\n  shipline config check shipline.yaml\n  shipline config push shipline.yaml --param /shipline/config\n  shipline sign --secret \"$SECRET\" payload.json\n  shipline dlq list https://sqs.eu-west-1.amazonaws.com/123456789012/shipline-DeployDeadLetterQueue.fifo\n  shipline rollback heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline setup telegram --write shipline.yaml   # TELEGRAM_BOT_TOKEN in the environment\n  shipline setup --stack shipline --config shipline.yaml --dry-run\n  shipline doctor --stack shipline\n  shipline promote heroku:pax-user --queue \"$DEPLOY_QUEUE_URL\"\n  shipline status --stack shipline"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,8 +38,11 @@ enum Command {
         #[arg(long, conflicts_with = "rollback")]
         fail: bool,
         /// Then a second release whose production starts failing, rolled back by itself.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "chatops")]
         rollback: bool,
+        /// Then a second release, `/status` asked and "Roll back production" pressed in the chat.
+        #[arg(long, conflicts_with = "fail")]
+        chatops: bool,
     },
     /// Run the pipeline as a long-running local server for real webhooks (POST /github,
     /// POST /sentry): embedded queues, state and build runner; real GitHub, Heroku and chat
@@ -227,10 +230,15 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let ui = Arc::new(Ui::new());
     let result = match cli.command {
-        Command::Demo { fail, rollback } => {
-            let story = match (fail, rollback) {
-                (true, _) => commands::demo::Story::Failure,
-                (_, true) => commands::demo::Story::Rollback,
+        Command::Demo {
+            fail,
+            rollback,
+            chatops,
+        } => {
+            let story = match (fail, rollback, chatops) {
+                (true, _, _) => commands::demo::Story::Failure,
+                (_, true, _) => commands::demo::Story::Rollback,
+                (_, _, true) => commands::demo::Story::ChatOps,
                 _ => commands::demo::Story::Promotion,
             };
             commands::demo::run(story, ui.clone()).await

@@ -88,8 +88,36 @@ fn the_rollback_demo_rolls_a_failing_release_back_by_itself() {
     assert_eq!(
         out.matches("rolled back to v1 automatically: 1 event, 1 new issue")
             .count(),
-        4,
-        "GitHub (the failed and the restored deployments), the story and the chat say why:\n{out}"
+        5,
+        "GitHub (the failed and the restored deployments), the story and the chat (the replaced \
+         release's message and the restored one's) say why:\n{out}"
+    );
+}
+
+#[test]
+fn the_chatops_demo_rolls_back_from_a_button_only_for_who_may() {
+    let (code, out, err) = shipline(&["demo", "--chatops"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut from = 0;
+    for step in [
+        "[ Roll back production ]",
+        "Ana asks /status",
+        "production · command:demo/shop@production · ",
+        "Bob is told: Sorry bob, you may not roll back from the chat: your Telegram id 5353",
+        "Ana is told: Rollback of command:demo/shop@production queued",
+        "⏳ Queued · demo/shop",
+        "GitHub deployment #4 failure: v2: rolled back to v1 by @ana (Telegram 4242)",
+        "⏪ Rolled back · demo/shop",
+        "✔ the story is complete: rolled back from the chat",
+    ] {
+        from += out[from..]
+            .find(step)
+            .unwrap_or_else(|| panic!("missing `{step}` after {from} in:\n{out}"));
+    }
+    assert_eq!(
+        out.matches("asked for by @ana (Telegram 4242)").count(),
+        1,
+        "one press, one action:\n{out}"
     );
 }
 

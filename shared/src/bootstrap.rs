@@ -29,6 +29,8 @@ pub const HEROKU_API_URL: &str = "HEROKU_API_URL";
 pub enum BootstrapError {
     #[error("set {0}")]
     Missing(String),
+    #[error("invalid setting {0}")]
+    Invalid(String),
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -122,6 +124,30 @@ impl Bootstrap {
     /// A setting the function cannot run without.
     pub fn required(&self, var_name: &str) -> Result<String, BootstrapError> {
         required(var_name)
+    }
+
+    /// The queues listed in `var_name` as `name=url` pairs, comma-separated (the stack's
+    /// dead-letter queues); none when it is not set.
+    pub fn named_queues(
+        &self,
+        var_name: &str,
+    ) -> Result<crate::ports::NamedQueues, BootstrapError> {
+        let Some(list) = var(var_name) else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .filter(|pair| !pair.trim().is_empty())
+            .map(|pair| {
+                let (name, url) = pair.split_once('=').ok_or_else(|| {
+                    BootstrapError::Invalid(format!("{var_name}: `{pair}` is not name=url"))
+                })?;
+                let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(
+                    aws_sdk_sqs::Client::new(&self.aws),
+                    url.trim(),
+                ));
+                Ok((name.trim().to_string(), queue))
+            })
+            .collect()
     }
 
     /// The SQS queue in `var_name`, when it is set.

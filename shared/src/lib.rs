@@ -14,6 +14,7 @@ pub mod github;
 pub mod http;
 pub mod ids;
 pub mod messages;
+pub mod overview;
 pub mod ports;
 pub mod records;
 pub mod secrets;

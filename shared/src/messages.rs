@@ -134,6 +134,11 @@ pub struct DeployRequest {
     /// behind what is live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<PromotionOf>,
+    /// Set when a person asked for this release (`/deploy` in the chat): said in the GitHub
+    /// Deployment and the story. Like a promotion, it is released even when the branch has
+    /// moved on since, and never behind what is live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
 }
 
 /// Where a promoted release comes from, and who let it through.
@@ -247,6 +252,10 @@ pub enum NotificationKind {
     /// A pending promotion that will not happen (its gate failed, or a newer release
     /// superseded it), with the reason.
     PromotionBlocked,
+    /// A person pressed a button of this message (or asked in the chat): the action is queued.
+    ActionRequested,
+    /// This release was live and a rollback replaced it, with who or why.
+    RolledBack,
     ErrorAlert,
     OpsAlarm,
 }
@@ -290,7 +299,29 @@ pub struct Facts {
     pub count: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    /// Buttons under the message (Telegram's inline keyboard): what a person may do next.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<ChatButton>,
 }
+
+/// A button under a chat message. Pressing it sends `callback_data` = [`ChatButton::data`]
+/// to chat-ops, which finds the action in `StateKey::Action`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatButton {
+    pub label: String,
+    /// The action's id (`StateKey::Action`).
+    pub id: String,
+}
+
+impl ChatButton {
+    /// What the button sends back when pressed: well inside Telegram's 1–64 bytes.
+    pub fn data(&self) -> String {
+        format!("{ACTION_PREFIX}{}", self.id)
+    }
+}
+
+/// The `callback_data` of a shipline button starts with this.
+pub const ACTION_PREFIX: &str = "a:";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullRequestFacts {

@@ -49,6 +49,13 @@ pub enum StateKey<'a> {
     Alerts(&'a str),
     /// `auto-rollback:<target>:<release id>`: this release was rolled back automatically.
     AutoRollback { target: &'a str, release: &'a str },
+    /// `builds:<owner/name, lower case>`: the repo's recent finished builds, newest last
+    /// (`RecentBuilds`).
+    Builds(&'a str),
+    /// `action:<id>`: what a chat button does, and who pressed it first (`ChatAction`).
+    Action(&'a str),
+    /// `telegram-update:<update_id>`: chat-ops answered this Telegram update.
+    TelegramUpdate(i64),
 }
 
 impl fmt::Display for StateKey<'_> {
@@ -74,9 +81,15 @@ impl fmt::Display for StateKey<'_> {
             StateKey::AutoRollback { target, release } => {
                 write!(f, "auto-rollback:{target}:{release}")
             }
+            StateKey::Builds(repo) => write!(f, "builds:{repo}"),
+            StateKey::Action(id) => write!(f, "action:{id}"),
+            StateKey::TelegramUpdate(id) => write!(f, "telegram-update:{id}"),
         }
     }
 }
+
+/// How often `modify` reads again after another writer got there first.
+const MODIFY_ATTEMPTS: usize = 8;
 
 /// A typed record with the version it was read at, for a conditional write back.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +140,34 @@ impl dyn StateStore + '_ {
             .await
     }
 
+    /// Reads a record (its default when absent), changes it and writes it back only if nobody
+    /// wrote it in between, reading again when someone did. Answers what `change` answered.
+    /// A record that does not parse stops here, to be looked at rather than overwritten.
+    pub async fn modify<T, R>(
+        &self,
+        key: StateKey<'_>,
+        expires_at: Option<i64>,
+        now: i64,
+        mut change: impl FnMut(&mut T) -> R,
+    ) -> Result<R, StateError>
+    where
+        T: Default + Serialize + DeserializeOwned,
+    {
+        for _ in 0..MODIFY_ATTEMPTS {
+            let (mut value, precondition) = match self.read::<T>(key, now).await? {
+                Some(stored) => (stored.value, Precondition::Version(stored.version)),
+                None => (T::default(), Precondition::Absent),
+            };
+            let answer = change(&mut value);
+            match self.write(key, &value, precondition, expires_at, now).await {
+                Ok(_) => return Ok(answer),
+                Err(StateError::ConditionFailed) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StateError::ConditionFailed)
+    }
+
     pub async fn remove(&self, key: StateKey<'_>) -> Result<(), StateError> {
         self.delete(&key.to_string()).await
     }
@@ -158,6 +199,10 @@ pub struct LiveRecord {
     /// that caused the rollback cannot cause another.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restored: bool,
+    /// Who it is live for: the commit's author, or the person who asked (`/deploy`,
+    /// `/rollback`, a button).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// A promotion waiting for its soak time and gate (`StateKey::Promotions`, by target key).
@@ -172,6 +217,120 @@ pub struct PendingPromotion {
 
 /// Every pending promotion, by destination target.
 pub type PendingPromotions = BTreeMap<String, PendingPromotion>;
+
+/// One finished build of a repo, as `/deploy` and the status page need it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct BuiltCommit {
+    pub sha: Sha,
+    /// The branch of a push build; `None` for a pull request's.
+    #[serde(default)]
+    pub branch: Option<String>,
+    #[serde(default)]
+    pub pull_request: Option<u64>,
+    pub build_id: BuildId,
+    pub passed: bool,
+    /// CodeBuild's final status (`SUCCEEDED`, `FAILED`, ...) and what the commit status said.
+    pub status: String,
+    pub description: String,
+    #[serde(default)]
+    pub log_url: Option<String>,
+    /// Unix seconds.
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// The image ids a green push build exported, to release it later (`/deploy`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artifacts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub commit_message: Option<String>,
+    #[serde(default)]
+    pub author: Option<String>,
+    #[serde(default)]
+    pub installation_id: Option<u64>,
+    pub delivery_id: crate::ids::DeliveryId,
+}
+
+/// A repo's recent finished builds (`StateKey::Builds`), newest last.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RecentBuilds {
+    pub builds: Vec<BuiltCommit>,
+}
+
+impl RecentBuilds {
+    /// How many builds a repo keeps: a month of a busy repo's pushes is not needed to
+    /// deploy one, and the record stays far below DynamoDB's 400 KB item.
+    pub const KEPT: usize = 50;
+
+    /// Adds (or replaces) a build, keeping the newest [`Self::KEPT`].
+    pub fn add(&mut self, build: BuiltCommit) {
+        self.builds.retain(|b| b.build_id != build.build_id);
+        self.builds.push(build);
+        let excess = self.builds.len().saturating_sub(Self::KEPT);
+        self.builds.drain(..excess);
+    }
+
+    /// The newest build of `sha`, or of a commit whose id starts with it (at least seven
+    /// characters, as git abbreviates).
+    pub fn of_commit(&self, sha: &str) -> Option<&BuiltCommit> {
+        if sha.len() < 7 {
+            return None;
+        }
+        let sha = sha.to_ascii_lowercase();
+        self.builds.iter().rev().find(|b| b.sha.starts_with(&sha))
+    }
+
+    /// The newest build of a push to `branch`.
+    pub fn of_branch(&self, branch: &str) -> Option<&BuiltCommit> {
+        self.builds
+            .iter()
+            .rev()
+            .find(|b| b.branch.as_deref() == Some(branch))
+    }
+}
+
+/// What a chat button does (`StateKey::Action`), written when the message that carries it is
+/// told, and taken once: a second press finds it taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ChatAction {
+    pub kind: ActionKind,
+    pub target: crate::ids::TargetKey,
+    /// The commit it is about: the live one (rollback), the one to promote.
+    pub sha: Sha,
+    /// Rollback: the release it rolls back from; pressed once another is live, it does nothing.
+    #[serde(default)]
+    pub release: Option<String>,
+    /// The message the button sits on, to edit it when pressed.
+    pub thread_key: String,
+    pub channels: Vec<String>,
+    pub facts: crate::messages::Facts,
+    pub shown_as: crate::messages::NotificationKind,
+    /// Who pressed it first (`requested_by`), and when (RFC 3339).
+    #[serde(default)]
+    pub taken: Option<Taken>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Rollback,
+    Promote,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Taken {
+    pub by: String,
+    pub at: String,
+    /// The Telegram update that took it: its retry goes on, anyone else's press does not.
+    pub update_id: i64,
+}
+
+impl ChatAction {
+    /// The action's id: the same action (a retried deploy message) gets the same id.
+    pub fn id_of(kind: ActionKind, target: &str, sha: &str, release: Option<&str>) -> String {
+        use sha2::{Digest, Sha256};
+        let text = format!("{kind:?}|{target}|{sha}|{}", release.unwrap_or(""));
+        hex::encode(&Sha256::digest(text.as_bytes())[..9])
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PastRelease {

@@ -43,6 +43,7 @@ fn request(sha: &str, build: &str) -> DeployRequest {
         installation_id: None,
         requested_at: "2026-11-26T10:00:00Z".into(),
         promotion: None,
+        requested_by: None,
     }
 }
 

@@ -82,6 +82,7 @@ impl Deployer for Command {
             installation_id: None,
             requested_at: String::new(),
             promotion: None,
+            requested_by: None,
         };
         self.release(rule, &request).await
     }

@@ -6,11 +6,14 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use notifier::chat::{ChatChannel, ChatError, ChatKind};
+use shared::messages::ChatButton;
 
 /// Prints what Telegram would show: the local demo's chat. Edits print again, marked.
 pub struct Console {
     out: Mutex<Box<dyn Write + Send>>,
     next_id: Mutex<u64>,
+    /// The buttons each message shows now, by message id: what a person could press.
+    buttons: Mutex<Vec<(String, ChatButton)>>,
 }
 
 impl Console {
@@ -22,6 +25,7 @@ impl Console {
         Self {
             out: Mutex::new(out),
             next_id: Mutex::new(0),
+            buttons: Mutex::new(Vec::new()),
         }
     }
 }
@@ -33,20 +37,58 @@ impl ChatChannel for Console {
     }
 
     async fn post(&self, text: &str) -> Result<Option<String>, ChatError> {
-        let id = {
-            let mut n = self.next_id.lock().unwrap();
-            *n += 1;
-            *n
-        };
-        let mut out = self.out.lock().unwrap();
-        let _ = writeln!(out, "┌─ chat message #{id}\n{}\n└─", indent(text));
-        Ok(Some(id.to_string()))
+        self.post_with(text, &[]).await
     }
 
     async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
-        let mut out = self.out.lock().unwrap();
-        let _ = writeln!(out, "┌─ chat message #{id} (edited)\n{}\n└─", indent(text));
+        self.edit_with(id, text, &[]).await
+    }
+
+    async fn post_with(
+        &self,
+        text: &str,
+        buttons: &[ChatButton],
+    ) -> Result<Option<String>, ChatError> {
+        let id = {
+            let mut n = self.next_id.lock().unwrap();
+            *n += 1;
+            n.to_string()
+        };
+        self.show(&id, "", text, buttons);
+        Ok(Some(id))
+    }
+
+    async fn edit_with(
+        &self,
+        id: &str,
+        text: &str,
+        buttons: &[ChatButton],
+    ) -> Result<(), ChatError> {
+        self.show(id, " (edited)", text, buttons);
         Ok(())
+    }
+}
+
+impl Console {
+    fn show(&self, id: &str, note: &str, text: &str, buttons: &[ChatButton]) {
+        let keys: String = buttons
+            .iter()
+            .map(|b| format!("│ [ {} ]\n", b.label))
+            .collect();
+        let mut out = self.out.lock().unwrap();
+        let _ = writeln!(
+            out,
+            "┌─ chat message #{id}{note}\n{}\n{keys}└─",
+            indent(text)
+        );
+        let mut shown = self.buttons.lock().unwrap();
+        shown.retain(|(message, _)| message != id);
+        shown.extend(buttons.iter().map(|b| (id.to_string(), b.clone())));
+    }
+
+    /// The buttons the chat shows now, with the id of the message each sits under.
+    pub fn buttons(&self) -> Vec<(String, ChatButton)> {
+        self.buttons.lock().unwrap().clone()
     }
 }
 

@@ -2,7 +2,8 @@
 //! throwaway git repository with a buildspec, a config, the five functions in one process, a
 //! signed push webhook over HTTP, and the story as it happens: built, released to staging,
 //! promoted to production once Sentry stayed quiet. `--fail` shows a failing build;
-//! `--rollback` a second release whose production starts failing, rolled back by itself.
+//! `--rollback` a second release whose production starts failing, rolled back by itself;
+//! `--chatops` a second release rolled back by a button pressed in the team chat.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,6 +23,12 @@ use crate::ui::Ui;
 const REPO: &str = "demo/shop";
 const SECRET: &str = "demo webhook secret";
 const SENTRY_SECRET: &str = "demo sentry secret";
+const TELEGRAM_SECRET: &str = "demo-telegram-secret";
+/// The team's chat, as the console channel stands for it, and its people: Ana may roll back,
+/// Bob may not.
+const CHAT: i64 = -100_200_300;
+const ANA: i64 = 4242;
+const BOB: i64 = 5353;
 
 const BUILDSPEC: &str = r#"version: 0.2
 env:
@@ -98,6 +105,8 @@ pub enum Story {
     Failure,
     /// A second release breaks production and is rolled back by itself.
     Rollback,
+    /// A second release, then `/status` and "Roll back production" pressed in the chat.
+    ChatOps,
 }
 
 pub async fn run(story: Story, ui: Arc<Ui>) -> anyhow::Result<()> {
@@ -119,7 +128,7 @@ pub async fn run(story: Story, ui: Arc<Ui>) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let server = stack.serve(listener);
     ui.step(&format!(
-        "the five functions are running in this process; webhooks at http://{addr}/github"
+        "the six functions are running in this process; webhooks at http://{addr}/github, the chat's at http://{addr}/telegram"
     ));
 
     let ending = tell(story, &stack, addr, &mut shop, &ui).await;
@@ -131,7 +140,7 @@ pub async fn run(story: Story, ui: Arc<Ui>) -> anyhow::Result<()> {
 async fn tell(story: Story, stack: &Stack, addr: SocketAddr, shop: &mut Shop, ui: &Ui) -> Ending {
     deliver_push(addr, shop, ui).await?;
     let ending = follow_the_story(stack, shop, Goal::Production, ui).await?;
-    if story != Story::Rollback {
+    if !matches!(story, Story::Rollback | Story::ChatOps) {
         return Ok(ending);
     }
     shop.commit("Cache the cart between requests", "cart.cache = true\n")?;
@@ -142,9 +151,99 @@ async fn tell(story: Story, stack: &Stack, addr: SocketAddr, shop: &mut Shop, ui
     ));
     deliver_push(addr, shop, ui).await?;
     follow_the_story(stack, shop, Goal::Production, ui).await?;
+    if story == Story::ChatOps {
+        return from_the_chat(stack, addr, shop, ui).await;
+    }
     ui.step("production starts failing: Sentry reports a new issue there");
     deliver_alert(addr, ui).await?;
     follow_the_story(stack, shop, Goal::RolledBack, ui).await
+}
+
+/// The team acts from the chat: Ana asks `/status`, Bob presses "Roll back production" and is
+/// refused, Ana presses it and it goes through.
+async fn from_the_chat(stack: &Stack, addr: SocketAddr, shop: &Shop, ui: &Ui) -> Ending {
+    ui.step("in the team chat, Ana asks /status");
+    let status = telegram(addr, &chat_message(1, ANA, "/status")).await?;
+    let lines: Vec<String> = plain(status["text"].as_str().unwrap_or(""))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ui.log_tail(&lines);
+    let Some((message, button)) = stack
+        .console
+        .buttons()
+        .into_iter()
+        .rev()
+        .find(|(_, b)| b.label == "Roll back production")
+    else {
+        bail!("the production release's message shows no \"Roll back production\" button");
+    };
+    ui.step(&format!(
+        "Bob presses [ {} ] under chat message #{message}",
+        button.label
+    ));
+    let refused = telegram(addr, &press(2, BOB, &button.data())).await?;
+    ui.event(&format!(
+        "Bob is told: {}",
+        refused["text"].as_str().unwrap_or("")
+    ));
+    ui.step(&format!("Ana presses [ {} ]", button.label));
+    let taken = telegram(addr, &press(3, ANA, &button.data())).await?;
+    ui.event(&format!(
+        "Ana is told: {}",
+        taken["text"].as_str().unwrap_or("")
+    ));
+    follow_the_story(stack, shop, Goal::RolledBack, ui).await
+}
+
+/// Telegram's side: an update POSTed with the webhook's secret token; the Bot API call the
+/// answer holds.
+async fn telegram(
+    addr: SocketAddr,
+    update: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/telegram"))
+        .header("content-type", "application/json")
+        .header("x-telegram-bot-api-secret-token", TELEGRAM_SECRET)
+        .json(update)
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!("the chat's update was answered {}", response.status());
+    }
+    Ok(response.json().await?)
+}
+
+fn person(id: i64) -> serde_json::Value {
+    let name = if id == ANA { "ana" } else { "bob" };
+    json!({"id": id, "is_bot": false, "first_name": name, "username": name})
+}
+
+fn chat_message(update_id: i64, from: i64, text: &str) -> serde_json::Value {
+    json!({"update_id": update_id, "message": {
+        "message_id": 1000 + update_id, "date": 0, "text": text,
+        "chat": {"id": CHAT, "type": "supergroup"}, "from": person(from),
+    }})
+}
+
+fn press(update_id: i64, from: i64, data: &str) -> serde_json::Value {
+    json!({"update_id": update_id, "callback_query": {
+        "id": format!("demo-press-{update_id}"), "from": person(from), "chat_instance": "demo",
+        "message": {"message_id": 1, "date": 0, "chat": {"id": CHAT, "type": "supergroup"}},
+        "data": data,
+    }})
+}
+
+/// Telegram's HTML as the terminal shows it.
+fn plain(html: &str) -> String {
+    html.replace("<b>", "")
+        .replace("</b>", "")
+        .replace("<code>", "")
+        .replace("</code>", "")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// The throwaway repository the demo pushes from, and the files its staging and production
@@ -215,8 +314,18 @@ fn demo_config(shop: &Shop, story: Story) -> anyhow::Result<Config> {
     } else {
         ""
     };
+    let (chat_id, chatops) = if story == Story::ChatOps {
+        (
+            format!(" chat_id: {CHAT} "),
+            format!(
+                "chatops:\n  allow:\n    rollback: [{ANA}]\n    promote: [{ANA}]\n    deploy: [{ANA}]\n"
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     let config_text = format!(
-        "channels:\n  team: {{ console: {{}} }}\ndefaults:\n  notify: [team]\nrepos:\n  {REPO}:\n    codebuild_project: shop\n    sentry_project: shop\n    deploy:\n      - branch: master\n        environment: staging\n        command: {{ run: {staging} }}\n      - promote_from: staging\n        environment: production\n        gate: sentry\n        command: {{ run: {production} }}{rollback}\nsentry:\n  projects:\n    shop: {{ min_level: error }}\n",
+        "channels:\n  team: {{ console: {{{chat_id}}} }}\n{chatops}defaults:\n  notify: [team]\nrepos:\n  {REPO}:\n    codebuild_project: shop\n    sentry_project: shop\n    deploy:\n      - branch: master\n        environment: staging\n        command: {{ run: {staging} }}\n      - promote_from: staging\n        environment: production\n        gate: sentry\n        command: {{ run: {production} }}{rollback}\nsentry:\n  projects:\n    shop: {{ min_level: error }}\n",
         staging = release(&shop.staging),
         production = release(&shop.production),
     );
@@ -227,7 +336,8 @@ fn demo_config(shop: &Shop, story: Story) -> anyhow::Result<Config> {
 fn local_stack(shop: &Shop, work: &Path, story: Story, ui: &Arc<Ui>) -> anyhow::Result<Arc<Stack>> {
     let secrets = Secrets::default()
         .with("github_webhook_secret", SECRET)
-        .with("sentry_client_secret", SENTRY_SECRET);
+        .with("sentry_client_secret", SENTRY_SECRET)
+        .with("telegram_webhook_secret", TELEGRAM_SECRET);
     let report_ui = ui.clone();
     Ok(Arc::new(Stack::new(
         demo_config(shop, story)?,
@@ -457,8 +567,11 @@ impl Narrator<'_> {
         ));
         let rolled_back = reason.contains("rolled back");
         match self.goal {
-            Goal::RolledBack if rolled_back => Some(Ok(
+            Goal::RolledBack if rolled_back && reason.contains("automatically") => Some(Ok(
                 "the story is complete: the bad release was rolled back by itself, and the chat says why",
+            )),
+            Goal::RolledBack if rolled_back => Some(Ok(
+                "the story is complete: rolled back from the chat, through the deploy queue, and the chat says who",
             )),
             Goal::Production if environment == "production" && !rolled_back => Some(Ok(
                 "the story is complete: pushed, built, reported, released to staging, promoted to production, told",

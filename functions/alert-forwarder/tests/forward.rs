@@ -271,6 +271,7 @@ async fn the_live_release_of_the_mapped_service_is_in_the_message() {
         artifacts: Default::default(),
         deployment_id: None,
         restored: false,
+        by: None,
     };
     h.state
         .put(

@@ -88,10 +88,16 @@ pub async fn finalize(
     }
     let verdict = plan::verdict(build, duration, run.superseded_by.as_deref());
 
-    if verdict.succeeded
-        && let Some((rule, repo_name)) = plan::deploy_for(&deps.config, &run)
-    {
-        request_deploy(deps, &run, build, rule, repo_name).await?;
+    let deploy = plan::deploy_for(&deps.config, &run).filter(|_| verdict.succeeded);
+    let artifacts = match deploy {
+        Some(_) => exported_variables(deps, build).await?,
+        None => build.exported.clone(),
+    };
+    if let Some((rule, repo_name)) = deploy {
+        request_deploy(deps, &run, build, rule, repo_name, artifacts.clone()).await?;
+    }
+    if run.final_status.is_none() {
+        records::add_built(state, &run, build, &verdict, final_status, artifacts, now).await?;
     }
 
     // Recorded before it is posted, so that a pending status posted after it is followed by
@@ -150,8 +156,8 @@ async fn request_deploy(
     build: &BuildInfo,
     rule: &DeployRule,
     repo_name: &str,
+    artifacts: BTreeMap<String, String>,
 ) -> Result<(), DispatchError> {
-    let artifacts = exported_variables(deps, build).await?;
     let request =
         plan::deploy_request(run, rule, repo_name, build, artifacts, deps.clock.rfc3339());
     let message = OutgoingMessage::fifo(

@@ -197,6 +197,7 @@ pub fn deploy_request(
         installation_id: run.installation_id,
         requested_at: now,
         promotion: None,
+        requested_by: None,
     }
 }
 

@@ -14,7 +14,9 @@ use crate::error::PromotionError;
 use crate::follow::follow;
 use crate::progress::{Progress, Records, Released, after_deploy};
 use crate::report::{Chat, create_deployment, deployment_status};
-use crate::{Deps, promotions, rule_for};
+use crate::{Deps, buttons, promotions, rule_for};
+use shared::config::Gate;
+use shared::records::ActionKind;
 
 pub(crate) async fn deploy(
     deps: &Deps,
@@ -98,8 +100,9 @@ async fn order_guard(
         )));
     }
     // A promotion ran on its source environment: it goes on even when the branch has moved
-    // since (the newer commit gets its own promotion), but never behind what is live.
-    let head = if request.promotion.is_some() {
+    // since (the newer commit gets its own promotion), but never behind what is live. So does
+    // a release a person asked for (`/deploy`).
+    let head = if request.promotion.is_some() || request.requested_by.is_some() {
         request.sha.to_string()
     } else {
         deps.github
@@ -250,6 +253,7 @@ impl Deploy<'_> {
         url: Option<String>,
     ) -> Result<Outcome, PromotionError> {
         let request = self.request;
+        let release_id = released.id.clone();
         // A retry that only has the final status left finds this release already live.
         let recorded = live
             .as_ref()
@@ -289,6 +293,10 @@ impl Deploy<'_> {
         )
         .await?;
         self.records.finish().await;
+        let asked = request
+            .requested_by
+            .as_ref()
+            .map(|by| format!("asked for by {by}"));
         let came = request.promotion.as_ref().map(|p| {
             format!(
                 "promoted from {}{}: {}",
@@ -300,18 +308,69 @@ impl Deploy<'_> {
                 p.passed
             )
         });
-        let reason = [came, next].into_iter().flatten().collect::<Vec<_>>();
-        let facts = Facts {
+        let reason = [asked, came, next]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+        let mut facts = Facts {
             release: version,
             url: url.or(request.log_url.clone()),
             reason: (!reason.is_empty()).then(|| reason.join("; ")),
             ..self.chat.facts()
         };
+        let has_history = live.is_some();
+        facts.actions = self.buttons(&facts, release_id, has_history).await;
         self.chat
             .tell(NotificationKind::DeploySucceeded, facts)
             .await;
         info!("live");
         Ok(Outcome::Done)
+    }
+
+    /// The buttons of a release that went live: "Roll back" when there is a release before it,
+    /// and "Promote to …" for each promotion from here that waits for a person.
+    async fn buttons(
+        &self,
+        facts: &Facts,
+        release_id: String,
+        has_history: bool,
+    ) -> Vec<shared::messages::ChatButton> {
+        let request = self.request;
+        let mut offers = Vec::new();
+        if has_history {
+            offers.push(buttons::Offer {
+                kind: ActionKind::Rollback,
+                target: request.target.clone(),
+                sha: request.sha.clone(),
+                release: Some(release_id),
+                label: format!("Roll back {}", self.rule.environment),
+            });
+        }
+        if let Some(repo) = self.deps.config.repo(self.config_repo) {
+            for promotion in self
+                .deps
+                .config
+                .promotions_from(repo, &self.rule.environment)
+            {
+                if promotion.gate() == Gate::Approval {
+                    offers.push(buttons::Offer {
+                        kind: ActionKind::Promote,
+                        target: promotion.target_key(self.config_repo),
+                        sha: request.sha.clone(),
+                        release: None,
+                        label: format!("Promote to {}", promotion.environment),
+                    });
+                }
+            }
+        }
+        buttons::offer(
+            self.deps,
+            &self.chat,
+            NotificationKind::DeploySucceeded,
+            facts,
+            offers,
+        )
+        .await
     }
 
     /// The release did not go live: said to GitHub and the chat, and not retried.

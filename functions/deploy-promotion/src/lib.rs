@@ -3,6 +3,7 @@
 //! Deployment that shows it. Rollbacks travel the same queue, so they are serialised with
 //! deploys.
 
+mod buttons;
 mod deploy;
 pub mod deployer;
 mod error;

@@ -133,6 +133,10 @@ pub(crate) fn after_deploy(
         artifacts: request.artifacts.clone(),
         deployment_id: None,
         restored: false,
+        by: request
+            .requested_by
+            .clone()
+            .or_else(|| request.author.clone()),
     }
 }
 
@@ -201,6 +205,7 @@ mod tests {
             artifacts: Default::default(),
             deployment_id: None,
             restored: false,
+            by: None,
             history: (0..n)
                 .map(|i| PastRelease {
                     sha: Sha::new(format!("{i:040}")),

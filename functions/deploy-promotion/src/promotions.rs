@@ -14,7 +14,7 @@ use shared::ids::TargetKey;
 use shared::messages::{
     self, DeployQueueMessage, DeployRequest, Facts, NotificationKind, PromoteRequest, PromotionOf,
 };
-use shared::ports::{OutgoingMessage, Precondition, StateError};
+use shared::ports::{OutgoingMessage, StateError};
 use shared::records::{LiveRecord, PendingPromotion, PendingPromotions, StateKey};
 use tracing::{info, warn};
 
@@ -29,36 +29,17 @@ const PENDING_TTL_SECS: i64 = 30 * 24 * 3600;
 /// there first. `change` answers what it did.
 async fn update<T>(
     deps: &Deps,
-    mut change: impl FnMut(&mut PendingPromotions) -> T,
+    change: impl FnMut(&mut PendingPromotions) -> T,
 ) -> Result<T, StateError> {
     let now = deps.clock.unix();
-    for _ in 0..8 {
-        let (mut pending, precondition) = match deps
-            .state
-            .read::<PendingPromotions>(StateKey::Promotions, now)
-            .await?
-        {
-            Some(stored) => (stored.value, Precondition::Version(stored.version)),
-            None => (PendingPromotions::new(), Precondition::Absent),
-        };
-        let answer = change(&mut pending);
-        match deps
-            .state
-            .write(
-                StateKey::Promotions,
-                &pending,
-                precondition,
-                Some(now + PENDING_TTL_SECS),
-                now,
-            )
-            .await
-        {
-            Ok(_) => return Ok(answer),
-            Err(StateError::ConditionFailed) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(StateError::ConditionFailed)
+    deps.state
+        .modify(
+            StateKey::Promotions,
+            Some(now + PENDING_TTL_SECS),
+            now,
+            change,
+        )
+        .await
 }
 
 fn human(secs: u64) -> String {
@@ -448,5 +429,6 @@ async fn from_live(
             release: live.version.clone(),
             passed: String::new(),
         }),
+        requested_by: None,
     }))
 }

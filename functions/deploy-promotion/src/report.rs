@@ -19,7 +19,12 @@ pub(crate) async fn create_deployment(
         sha: request.sha.to_string(),
         environment: request.environment.clone(),
         description: format!("shipline: {} to {}", request.sha.short(), request.target),
-        payload: json!({ "target": request.target, "build_id": request.build_id }),
+        payload: match &request.requested_by {
+            Some(by) => {
+                json!({ "target": request.target, "build_id": request.build_id, "requested_by": by })
+            }
+            None => json!({ "target": request.target, "build_id": request.build_id }),
+        },
     };
     match deps
         .github
@@ -92,6 +97,14 @@ impl<'a> Chat<'a> {
             channels,
             facts,
         }
+    }
+
+    pub fn thread_key(&self) -> &str {
+        &self.thread_key
+    }
+
+    pub fn channels(&self) -> &[String] {
+        &self.channels
     }
 
     /// The facts every message of this thread carries, to add to.

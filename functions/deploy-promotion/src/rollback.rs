@@ -35,11 +35,10 @@ pub(crate) async fn rollback(
     let end = put_back(deps, rule, &mut wanted).await?;
 
     // A release the history does not know keeps the live commit in the record.
-    let sha = if wanted.sha.is_empty() {
-        live.sha.clone()
-    } else {
-        wanted.sha.clone()
-    };
+    let sha = Some(&wanted.sha)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(&live.sha)
+        .clone();
     let facts = Facts {
         repo: Some(live.repo.clone()),
         sha: Some(sha.clone()),
@@ -54,6 +53,13 @@ pub(crate) async fn rollback(
         .version
         .clone()
         .unwrap_or_else(|| wanted.release_id.clone());
+    let replaced = Facts {
+        sha: Some(live.sha.clone()),
+        release: live.version.clone(),
+        author: live.by.clone(),
+        ..chat.facts()
+    };
+    let replaced = Chat::new(deps, config_repo, &live.repo, &live.sha, replaced);
     match end {
         Release::Live { id, version, url } => {
             let back = Back {
@@ -61,6 +67,7 @@ pub(crate) async fn rollback(
                 rule,
                 request,
                 what: &what,
+                replaced: &replaced,
             };
             let reason = back
                 .recorded(
@@ -126,6 +133,8 @@ struct Back<'a> {
     request: &'a RollbackRequest,
     /// The restored release's name (`v41`).
     what: &'a str,
+    /// The thread of the release that was live.
+    replaced: &'a Chat<'a>,
 }
 
 impl Back<'_> {
@@ -147,11 +156,27 @@ impl Back<'_> {
             None => format!("rolled back to {what} by {}", self.request.requested_by),
         };
         let mut record = after_rollback(live, wanted, sha, released, deps.clock.rfc3339());
+        record.by = Some(self.request.requested_by.clone());
+        // The replaced release's message says so (a button pressed on it is answered there);
+        // the restored commit's says it is live again.
+        let told = Facts {
+            reason: Some(reason.clone()),
+            ..self.replaced.facts()
+        };
+        self.replaced.tell(NotificationKind::RolledBack, told).await;
         self.records.set_live(&record).await?;
         mark_failed(deps, &repo, bad, &reason).await;
         if !wanted.sha.is_empty() {
-            record.deployment_id =
-                tell_github(deps, self.rule, &repo, &wanted.sha, &reason, url).await;
+            record.deployment_id = tell_github(
+                deps,
+                self.rule,
+                &repo,
+                &wanted.sha,
+                &reason,
+                &self.request.requested_by,
+                url,
+            )
+            .await;
             if record.deployment_id.is_some()
                 && let Err(e) = self.records.set_live(&record).await
             {
@@ -216,13 +241,14 @@ async fn tell_github(
     repo: &str,
     sha: &Sha,
     reason: &str,
+    requested_by: &str,
     url: Option<String>,
 ) -> Option<u64> {
     let deployment = NewDeployment {
         sha: sha.to_string(),
         environment: rule.environment.clone(),
         description: format!("shipline: {reason}"),
-        payload: json!({ "rollback": true }),
+        payload: json!({ "rollback": true, "requested_by": requested_by }),
     };
     let status = DeploymentStatus {
         state: DeploymentState::Success,
@@ -282,6 +308,7 @@ mod tests {
             artifacts: Default::default(),
             deployment_id: None,
             restored: false,
+            by: None,
             history: vec![
                 PastRelease {
                     sha: "a".into(),

@@ -158,6 +158,7 @@ impl Harness {
             artifacts: Default::default(),
             deployment_id: None,
             restored: false,
+            by: None,
         };
         self.state
             .put(
@@ -239,6 +240,7 @@ fn request(sha: &str) -> DeployRequest {
         installation_id: None,
         requested_at: "2026-11-26T10:00:00Z".into(),
         promotion: None,
+        requested_by: None,
     }
 }
 

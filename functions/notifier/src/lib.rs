@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shared::batch::{self, BatchContext, Handoff, Outcome};
 use shared::config::Config;
-use shared::messages::{self, MessageError, Notification, NotificationKind};
+use shared::messages::{self, ChatButton, MessageError, Notification, NotificationKind};
 use shared::ports::{Clock, Precondition, StateError, StateStore};
 use shared::records::StateKey;
 
@@ -154,6 +154,8 @@ fn rank(kind: NotificationKind) -> u8 {
         | NotificationKind::DeployFailed
         | NotificationKind::PromotionBlocked => 6,
         NotificationKind::ErrorAlert | NotificationKind::OpsAlarm => 7,
+        NotificationKind::ActionRequested => 8,
+        NotificationKind::RolledBack => 9,
     }
 }
 
@@ -188,7 +190,13 @@ async fn deliver(
         return Ok(());
     }
     let text = render::render(channel.kind(), n);
-    let message_id = post_or_edit(channel, record.message_id.as_deref(), &text).await?;
+    let message_id = post_or_edit(
+        channel,
+        record.message_id.as_deref(),
+        &text,
+        &n.facts.actions,
+    )
+    .await?;
     let updated = ThreadRecord {
         message_id: message_id.or(record.message_id),
         at: n.at.clone(),
@@ -221,14 +229,17 @@ async fn post_or_edit(
     channel: &dyn ChatChannel,
     id: Option<&str>,
     text: &str,
+    buttons: &[ChatButton],
 ) -> Result<Option<String>, ChatError> {
     match id {
-        Some(id) if channel.kind() != ChatKind::Slack => match channel.edit(id, text).await {
-            Ok(()) => Ok(Some(id.to_string())),
-            Err(ChatError::MessageGone) => channel.post(text).await,
-            Err(e) => Err(e),
-        },
-        _ => channel.post(text).await,
+        Some(id) if channel.kind() != ChatKind::Slack => {
+            match channel.edit_with(id, text, buttons).await {
+                Ok(()) => Ok(Some(id.to_string())),
+                Err(ChatError::MessageGone) => channel.post_with(text, buttons).await,
+                Err(e) => Err(e),
+            }
+        }
+        _ => channel.post_with(text, buttons).await,
     }
 }
 

@@ -62,6 +62,8 @@ fn icon_and_title(kind: NotificationKind) -> (&'static str, &'static str) {
         NotificationKind::DeployFailed => ("💥", "Deploy failed, production unchanged"),
         NotificationKind::DeploySkipped => ("⏭️", "Deploy skipped"),
         NotificationKind::PromotionBlocked => ("⛔", "Not promoted"),
+        NotificationKind::ActionRequested => ("⏳", "Queued"),
+        NotificationKind::RolledBack => ("⏪", "Rolled back"),
         NotificationKind::ErrorAlert => ("🔥", "Error"),
         NotificationKind::OpsAlarm => ("🚨", "shipline alarm"),
     }
@@ -251,6 +253,8 @@ impl KindExt for NotificationKind {
                 | NotificationKind::DeployFailed
                 | NotificationKind::DeploySkipped
                 | NotificationKind::PromotionBlocked
+                | NotificationKind::ActionRequested
+                | NotificationKind::RolledBack
         )
     }
 }

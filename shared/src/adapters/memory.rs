@@ -108,6 +108,10 @@ impl Queue for MemoryQueue {
         state.messages.push_back(message);
         Ok(())
     }
+
+    async fn depth(&self) -> Result<Option<u64>, QueueError> {
+        Ok(Some(self.len() as u64))
+    }
 }
 
 /// A state store in memory with the same conditional-write and expiry rules as the DynamoDB

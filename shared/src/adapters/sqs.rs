@@ -65,6 +65,22 @@ impl Queue for SqsQueue {
             .map(|_| ())
             .map_err(queue_error)
     }
+
+    async fn depth(&self) -> Result<Option<u64>, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages as Waiting;
+        let answer = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(Waiting)
+            .send()
+            .await
+            .map_err(queue_error)?;
+        Ok(answer
+            .attributes()
+            .and_then(|a| a.get(&Waiting))
+            .and_then(|n| n.parse().ok()))
+    }
 }
 
 /// A service error other than throttling or a server fault means the request itself is wrong:

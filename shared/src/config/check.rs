@@ -83,6 +83,42 @@ impl Config {
                 check_channels(&format!("sentry.projects.{slug}.notify"), notify)?;
             }
         }
+        self.check_chatops()
+    }
+
+    /// Allowed people act from a Telegram chat: without one, nobody could.
+    fn check_chatops(&self) -> Result<(), ConfigError> {
+        let allow = &self.chatops.allow;
+        let first = [&allow.deploy, &allow.rollback, &allow.promote]
+            .into_iter()
+            .flatten()
+            .next();
+        if let Some(id) = first
+            && self.telegram_chats().is_empty()
+        {
+            return Err(ConfigError::invalid(
+                "chatops.allow",
+                &id.referenced,
+                "ChatOps listens to the Telegram chats under `channels`, and none is defined",
+            ));
+        }
+        for (key, ids) in [
+            ("deploy", &allow.deploy),
+            ("rollback", &allow.rollback),
+            ("promote", &allow.promote),
+        ] {
+            if let Some(id) = ids.iter().find(|id| id.value <= 0) {
+                return Err(ConfigError::invalid(
+                    &format!("chatops.allow.{key}"),
+                    &id.referenced,
+                    format_args!(
+                        "{} is not a Telegram user id (a person's id is a positive number; \
+                         ask @userinfobot, or read `from.id` of their message)",
+                        id.value
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -50,6 +50,80 @@ pub struct Config {
     pub repos: BTreeMap<String, Repo>,
     #[serde(default)]
     pub sentry: SentryConfig,
+    /// Who may act from the Telegram group (chat-ops).
+    #[serde(default)]
+    pub chatops: ChatOps,
+}
+
+/// ChatOps: everyone in a configured Telegram chat may read `/status`; only the Telegram user
+/// ids listed for an action may take it (`/deploy`, `/rollback`, `/promote` and the buttons).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatOps {
+    #[serde(default)]
+    pub allow: ChatOpsAllow,
+}
+
+/// Telegram user ids (numbers, as `from.id` gives them; a username can change hands).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatOpsAllow {
+    #[serde(default)]
+    pub deploy: Vec<Spanned<i64>>,
+    #[serde(default)]
+    pub rollback: Vec<Spanned<i64>>,
+    #[serde(default)]
+    pub promote: Vec<Spanned<i64>>,
+}
+
+/// What a person may do from the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatPower {
+    Deploy,
+    Rollback,
+    Promote,
+}
+
+impl ChatPower {
+    /// What a person does: "roll back".
+    pub fn verb(self) -> &'static str {
+        match self {
+            ChatPower::Deploy => "deploy",
+            ChatPower::Rollback => "roll back",
+            ChatPower::Promote => "promote",
+        }
+    }
+
+    /// Its key under `chatops.allow`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ChatPower::Deploy => "deploy",
+            ChatPower::Rollback => "rollback",
+            ChatPower::Promote => "promote",
+        }
+    }
+}
+
+impl ChatOps {
+    fn ids(&self, power: ChatPower) -> &[Spanned<i64>] {
+        match power {
+            ChatPower::Deploy => &self.allow.deploy,
+            ChatPower::Rollback => &self.allow.rollback,
+            ChatPower::Promote => &self.allow.promote,
+        }
+    }
+
+    /// Whether Telegram user `user` may take actions of this kind.
+    pub fn may(&self, power: ChatPower, user: i64) -> bool {
+        self.ids(power).iter().any(|id| id.value == user)
+    }
+
+    /// Whether anyone may act at all.
+    pub fn enabled(&self) -> bool {
+        [ChatPower::Deploy, ChatPower::Rollback, ChatPower::Promote]
+            .into_iter()
+            .any(|p| !self.ids(p).is_empty())
+    }
 }
 
 /// A chat destination. Exactly one kind per channel.
@@ -64,10 +138,14 @@ pub enum Channel {
     Console(Spanned<LocalChannel>),
 }
 
-/// The console channel has no settings.
+/// The console channel's one setting: the chat id it stands for, so that the local control
+/// room (`POST /telegram` of `shipline serve` / `demo`) answers commands from it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LocalChannel {}
+pub struct LocalChannel {
+    #[serde(default)]
+    pub chat_id: Option<i64>,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -481,6 +559,32 @@ impl Config {
         repo.deploy
             .iter()
             .filter(move |r| r.promoted_from() == Some(environment))
+    }
+
+    /// The Telegram chats shipline posts to (and a console channel's stand-in id): the only
+    /// chats chat-ops listens to.
+    pub fn telegram_chats(&self) -> Vec<i64> {
+        let mut chats: Vec<i64> = self
+            .channels
+            .values()
+            .filter_map(|c| match c {
+                Channel::Telegram(t) => Some(t.chat_id),
+                Channel::Console(c) => c.value.chat_id,
+                _ => None,
+            })
+            .collect();
+        chats.sort_unstable();
+        chats.dedup();
+        chats
+    }
+
+    /// Every deploy target of the config: its key, the repo's name and its rule.
+    pub fn targets(&self) -> impl Iterator<Item = (TargetKey, &str, &DeployRule)> + '_ {
+        self.repos.iter().flat_map(|(name, repo)| {
+            repo.deploy
+                .iter()
+                .map(move |rule| (rule.target_key(name), name.as_str(), rule))
+        })
     }
 
     /// The level from which a Sentry project's alerts count (its `min_level`, else error).

@@ -70,6 +70,9 @@ impl Retryable for QueueError {
     }
 }
 
+/// Queues by the name a person knows them by (the stack's dead-letter queues).
+pub type NamedQueues = Vec<(String, std::sync::Arc<dyn Queue>)>;
+
 /// A queue to send to. Receiving is Lambda's job (event source mappings), or the local
 /// runner's.
 #[async_trait]
@@ -80,6 +83,12 @@ pub trait Queue: Send + Sync {
     /// handshake belongs in the init phase, not in the first request's answer).
     async fn warm(&self) -> Result<(), QueueError> {
         Ok(())
+    }
+
+    /// How many messages wait to be received (SQS's approximate count), where the queue can
+    /// tell.
+    async fn depth(&self) -> Result<Option<u64>, QueueError> {
+        Ok(None)
     }
 }
 

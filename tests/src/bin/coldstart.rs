@@ -218,6 +218,7 @@ fn queue_subjects(stack: &Stack) -> Vec<Subject> {
                     installation_id: None,
                     requested_at: "2026-11-26T10:00:00Z".into(),
                     promotion: None,
+                    requested_by: None,
                 };
                 sqs_event(
                     &deploys_arn,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use shared::http::{self, Failure};
+use shared::messages::ChatButton;
 use shared::ports::Retryable;
 
 pub use telegram::{TELEGRAM_PUBLIC_API, Telegram};
@@ -59,6 +60,28 @@ pub trait ChatChannel: Send + Sync {
     async fn post(&self, text: &str) -> Result<Option<String>, ChatError>;
     /// Replaces the text of a message posted earlier.
     async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError>;
+
+    /// Posts with buttons under the message where the channel has them (Telegram's inline
+    /// keyboard); elsewhere the text alone.
+    async fn post_with(
+        &self,
+        text: &str,
+        buttons: &[ChatButton],
+    ) -> Result<Option<String>, ChatError> {
+        let _ = buttons;
+        self.post(text).await
+    }
+
+    /// Edits a message and sets its buttons (none removes them) where the channel has them.
+    async fn edit_with(
+        &self,
+        id: &str,
+        text: &str,
+        buttons: &[ChatButton],
+    ) -> Result<(), ChatError> {
+        let _ = buttons;
+        self.edit(id, text).await
+    }
 }
 
 fn unavailable(e: reqwest::Error) -> ChatError {

@@ -9,6 +9,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
+use shared::messages::ChatButton;
 use shared::secrets::SecretString;
 use tracing::warn;
 
@@ -184,6 +185,16 @@ struct SentMessage {
     message_id: Option<i64>,
 }
 
+/// An *InlineKeyboardMarkup* with one row of *InlineKeyboardButton*s, each sending its
+/// `callback_data` (1–64 bytes, Bot API) when pressed.
+fn keyboard(buttons: &[ChatButton]) -> Value {
+    let row: Vec<Value> = buttons
+        .iter()
+        .map(|b| json!({ "text": b.label, "callback_data": b.data() }))
+        .collect();
+    json!({ "inline_keyboard": [row] })
+}
+
 /// "Too Many Requests: retry after 35" → 35: older Bot API answers had no `parameters`.
 fn retry_after_in(description: &str) -> Option<u64> {
     let lower = description.to_ascii_lowercase();
@@ -201,24 +212,43 @@ impl ChatChannel for Telegram {
     }
 
     async fn post(&self, text: &str) -> Result<Option<String>, ChatError> {
+        self.post_with(text, &[]).await
+    }
+
+    async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
+        self.edit_with(id, text, &[]).await
+    }
+
+    async fn post_with(
+        &self,
+        text: &str,
+        buttons: &[ChatButton],
+    ) -> Result<Option<String>, ChatError> {
         let mut body = json!({ "text": text });
         if let Some(topic) = self.topic_id {
             body["message_thread_id"] = json!(topic);
+        }
+        if !buttons.is_empty() {
+            body["reply_markup"] = keyboard(buttons);
         }
         let message = self.call::<SentMessage>("sendMessage", body).await?;
         Ok(message.and_then(|m| m.message_id).map(|id| id.to_string()))
     }
 
-    async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
+    async fn edit_with(
+        &self,
+        id: &str,
+        text: &str,
+        buttons: &[ChatButton],
+    ) -> Result<(), ChatError> {
         let message_id: i64 = id.parse().map_err(|_| ChatError::MessageGone)?;
+        // Without `reply_markup` an edit leaves no keyboard: a button pressed (or moot) goes.
+        let mut body = json!({ "message_id": message_id, "text": text });
+        if !buttons.is_empty() {
+            body["reply_markup"] = keyboard(buttons);
+        }
         // `editMessageText` answers with the edited message, or `true` for inline messages.
-        match self
-            .call::<IgnoredAny>(
-                "editMessageText",
-                json!({ "message_id": message_id, "text": text }),
-            )
-            .await
-        {
+        match self.call::<IgnoredAny>("editMessageText", body).await {
             Ok(_) => Ok(()),
             Err(ChatError::Rejected(reason)) if reason.contains("message is not modified") => {
                 Ok(())

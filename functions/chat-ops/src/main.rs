@@ -1,0 +1,25 @@
+//! The Lambda binary: wire the queues and state once, then answer Telegram.
+
+use std::sync::Arc;
+
+use chat_ops::{Deps, handle};
+use lambda_http::{Error, service_fn};
+use shared::bootstrap::{Bootstrap, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
+use shared::ports::SystemClock;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let boot = Bootstrap::from_env().await?;
+    let deps = Deps {
+        webhook_secret: boot.secrets.require("telegram_webhook_secret")?.clone(),
+        deploys: boot.queue(DEPLOY_QUEUE_URL)?,
+        notify: boot.queue(NOTIFY_QUEUE_URL)?,
+        dead_letters: boot.named_queues(chat_ops::DEAD_LETTER_QUEUES)?,
+        state: boot.state_store()?,
+        clock: Arc::new(SystemClock),
+        config: boot.config.clone(),
+    };
+    Bootstrap::warm(deps.deploys.as_ref(), deps.state.as_ref()).await;
+    lambda_http::run(service_fn(|request| handle(&deps, request))).await
+}

@@ -1,0 +1,189 @@
+//! What Telegram sends (an *Update*, <https://core.telegram.org/bots/api#update>) and what
+//! chat-ops answers: one Bot API method in the webhook's response body ("Making requests when
+//! getting updates"), so chat-ops holds no bot token and calls nobody.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The header Telegram sends the webhook's `secret_token` in (`setWebhook`).
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+/// The update types chat-ops asks for (`setWebhook`'s `allowed_updates`).
+pub const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];
+
+/// Telegram's limit on a message's text (`sendMessage`: 1–4096 characters).
+pub const MAX_TEXT: usize = 4096;
+
+/// An incoming update. At most one of its optional parts is present; those chat-ops does not
+/// handle are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Update {
+    pub update_id: i64,
+    #[serde(default)]
+    pub message: Option<Message>,
+    #[serde(default)]
+    pub callback_query: Option<CallbackQuery>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Message {
+    pub message_id: i64,
+    pub chat: Chat,
+    /// Empty for messages to channels; a placeholder for an anonymous admin's.
+    #[serde(default)]
+    pub from: Option<User>,
+    /// The group itself when an anonymous admin sent it.
+    #[serde(default)]
+    pub sender_chat: Option<Chat>,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The forum topic, to answer inside it.
+    #[serde(default)]
+    pub message_thread_id: Option<i64>,
+    #[serde(default)]
+    pub is_topic_message: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Chat {
+    pub id: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct User {
+    pub id: i64,
+    #[serde(default)]
+    pub is_bot: bool,
+    #[serde(default)]
+    pub first_name: String,
+    #[serde(default)]
+    pub username: Option<String>,
+}
+
+impl User {
+    /// How the person is named in the story and in GitHub: their @username (or first name),
+    /// and the id that stays theirs when a username changes hands.
+    pub fn attribution(&self) -> String {
+        let name = match &self.username {
+            Some(u) if !u.is_empty() => format!("@{u}"),
+            _ if !self.first_name.is_empty() => self.first_name.clone(),
+            _ => "someone".to_string(),
+        };
+        format!("{name} (Telegram {})", self.id)
+    }
+}
+
+/// A button press. `message` is the message the button sits on (only `chat` and `message_id`
+/// are read: a message too old to be shown whole still has them).
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallbackQuery {
+    pub id: String,
+    pub from: User,
+    #[serde(default)]
+    pub message: Option<PressedOn>,
+    /// Client input: only an id to look up, never trusted for more.
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PressedOn {
+    pub message_id: i64,
+    pub chat: Chat,
+}
+
+/// The Bot API call to make with the webhook's answer (or none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call(pub Option<Value>);
+
+impl Call {
+    pub fn nothing() -> Self {
+        Self(None)
+    }
+
+    /// `sendMessage` in the chat (and topic) of `to`, replying to it, as HTML.
+    pub fn reply(to: &Message, text: &str) -> Self {
+        let mut body = json!({
+            "method": "sendMessage",
+            "chat_id": to.chat.id,
+            "text": cut(text),
+            "parse_mode": "HTML",
+            "link_preview_options": { "is_disabled": true },
+            "reply_parameters": { "message_id": to.message_id, "allow_sending_without_reply": true },
+        });
+        if to.is_topic_message == Some(true)
+            && let Some(topic) = to.message_thread_id
+        {
+            body["message_thread_id"] = json!(topic);
+        }
+        Self(Some(body))
+    }
+
+    /// `answerCallbackQuery`: ends the button's progress bar, with a short notice (an alert
+    /// box when `alert`). Telegram shows at most 200 characters.
+    pub fn answer(query: &CallbackQuery, text: &str, alert: bool) -> Self {
+        let text: String = text.chars().take(200).collect();
+        Self(Some(json!({
+            "method": "answerCallbackQuery",
+            "callback_query_id": query.id,
+            "text": text,
+            "show_alert": alert,
+        })))
+    }
+
+    /// The response body: the call, or an empty object when there is none.
+    pub fn body(&self) -> Value {
+        self.0.clone().unwrap_or_else(|| json!({}))
+    }
+}
+
+/// Keeps a reply within Telegram's 4096 characters.
+fn cut(text: &str) -> String {
+    if text.chars().count() <= MAX_TEXT {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(MAX_TEXT - 1).collect();
+    // Never leave a tag open: cut back to the last line break.
+    if let Some(end) = out.rfind('\n') {
+        out.truncate(end);
+    }
+    out.push('…');
+    out
+}
+
+/// Text from people and configs, safe inside Telegram's HTML.
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_person_is_named_with_the_id_that_stays_theirs() {
+        let user = |username: Option<&str>, first: &str| User {
+            id: 42,
+            is_bot: false,
+            first_name: first.into(),
+            username: username.map(Into::into),
+        };
+        assert_eq!(user(Some("ana"), "Ana").attribution(), "@ana (Telegram 42)");
+        assert_eq!(user(None, "Ana").attribution(), "Ana (Telegram 42)");
+        assert_eq!(user(None, "").attribution(), "someone (Telegram 42)");
+    }
+
+    #[test]
+    fn a_long_reply_is_cut_at_a_line_within_the_limit() {
+        let text = "line\n".repeat(2000);
+        let out = cut(&text);
+        assert!(out.chars().count() <= MAX_TEXT);
+        assert!(
+            out.ends_with("line\n…") || out.ends_with("line…"),
+            "{}",
+            &out[out.len() - 10..]
+        );
+    }
+}
