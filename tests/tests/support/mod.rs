@@ -30,6 +30,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub const WEBHOOK_SECRET: &str = "pipeline webhook secret";
 pub const SENTRY_SECRET: &str = "pipeline sentry secret";
 pub const BOT: &str = "42:tok";
+/// The `secret_token` given to Telegram's `setWebhook`.
+pub const TELEGRAM_SECRET: &str = "pipeline-telegram_secret";
 /// How long the adapters wait for an answer here: a fake's "timeout" answers after twice this.
 pub const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -336,6 +338,24 @@ pub async fn telegram(faults: Faults) -> Fake {
                 "ok": false, "error_code": 400, "description": "Bad Request: chat not found"
             })));
         }
+        // InlineKeyboardButton.callback_data is 1-64 bytes (Bot API); Telegram answers a longer
+        // one with 400 "BUTTON_DATA_INVALID".
+        let rows = body["reply_markup"]["inline_keyboard"].as_array().cloned();
+        let bad_button = rows
+            .iter()
+            .flatten()
+            .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+            .any(|button| {
+                let data = button["callback_data"].as_str().unwrap_or("");
+                data.is_empty()
+                    || data.len() > 64
+                    || button["text"].as_str().is_none_or(str::is_empty)
+            });
+        if bad_button {
+            return Refused(ResponseTemplate::new(400).set_body_json(json!({
+                "ok": false, "error_code": 400, "description": "Bad Request: BUTTON_DATA_INVALID"
+            })));
+        }
         if path == format!("/bot{BOT}/sendMessage") {
             Done(
                 ResponseTemplate::new(200)
@@ -476,6 +496,8 @@ pub struct Pipeline {
     pub promotion: deploy_promotion::Deps,
     pub notifier: notifier::Deps,
     pub alerts: alert_forwarder::Deps,
+    /// The control room, on the same queues and table.
+    pub chatops: chat_ops::Deps,
 }
 
 /// Faults per fake.
@@ -661,6 +683,27 @@ impl Pipeline {
             codebuild: &codebuild,
         }
         .functions();
+        let chatops = chat_ops::Deps {
+            config: promotion.config.clone(),
+            webhook_secret: SecretString::new(TELEGRAM_SECRET),
+            deploys: Arc::new(SqsQueue::new(sqs.clone(), &deploys.url)),
+            notify: Arc::new(SqsQueue::new(sqs.clone(), &notify.url)),
+            dead_letters: [
+                ("builds", &builds.dlq),
+                ("build-events", &events.dlq),
+                ("deploys", &deploys.dlq),
+                ("notifications", &notify.dlq),
+            ]
+            .into_iter()
+            .map(|(name, url)| {
+                let queue: Arc<dyn shared::ports::Queue> =
+                    Arc::new(SqsQueue::new(sqs.clone(), url));
+                (name.to_string(), queue)
+            })
+            .collect(),
+            state: promotion.state.clone(),
+            clock: promotion.clock.clone(),
+        };
         Self {
             sdk,
             sqs,
@@ -679,7 +722,32 @@ impl Pipeline {
             promotion,
             notifier,
             alerts,
+            chatops,
         }
+    }
+
+    /// Telegram delivers an update with the webhook's secret token; chat-ops' answer.
+    pub async fn telegram_delivers(&self, update: &Value) -> chat_ops::Answer {
+        self.telegram_delivers_with(Some(TELEGRAM_SECRET), update)
+            .await
+    }
+
+    /// An update sent with `token` as its secret-token header (none when `None`).
+    pub async fn telegram_delivers_with(
+        &self,
+        token: Option<&str>,
+        update: &Value,
+    ) -> chat_ops::Answer {
+        let mut pairs = vec![("content-type", "application/json".to_string())];
+        if let Some(token) = token {
+            pairs.push(("x-telegram-bot-api-secret-token", token.to_string()));
+        }
+        chat_ops::handle_update(
+            &self.chatops,
+            &header_map(&pairs),
+            update.to_string().as_bytes(),
+        )
+        .await
     }
 
     /// GitHub delivers a webhook; the intake's answer status.
