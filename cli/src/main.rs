@@ -235,12 +235,7 @@ async fn main() -> ExitCode {
             rollback,
             chatops,
         } => {
-            let story = match (fail, rollback, chatops) {
-                (true, _, _) => commands::demo::Story::Failure,
-                (_, true, _) => commands::demo::Story::Rollback,
-                (_, _, true) => commands::demo::Story::ChatOps,
-                _ => commands::demo::Story::Promotion,
-            };
+            let story = commands::demo::Story::of(fail, rollback, chatops);
             commands::demo::run(story, ui.clone()).await
         }
         Command::Serve {

@@ -213,14 +213,15 @@ async fn a_dry_run_plans_everything_and_changes_nothing() {
     assert_eq!(code, 0, "{out}\n{err}");
     for line in [
         "(dry run: nothing changes)",
-        "create     secret key github_webhook_secret: generated",
+        "create     secret key github_webhook_secret, telegram_webhook_secret: generated",
         &format!("create     ssm parameter {}", world.param),
         "unchanged  stack parameter CodeBuildProjects",
         "create     codebuild GitHub credential: the secret's github_token",
         "create     codebuild project pax-user: GitHub source pax-app/User",
         "create     codebuild project pax-web-forks (forks)",
         "create     github webhook pax-app/User: http://",
-        "8 to create, 0 to update, 1 unchanged, 0 need you",
+        "create     telegram webhook of the bot in telegram_bot_token: url https://chatops.example.com/telegram; secret token (new)",
+        "9 to create, 0 to update, 1 unchanged, 0 need you",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }
@@ -228,6 +229,7 @@ async fn a_dry_run_plans_everything_and_changes_nothing() {
     assert_eq!(world.stored_config().await, None);
     assert!(world.codebuild.state.lock().unwrap().projects.is_empty());
     assert!(world.github.hooks("pax-app/User").is_empty());
+    assert!(world.telegram.webhook.lock().unwrap().url.is_empty());
 }
 
 /// What the first setup made: the projects (the repo's source, the stack's roles, Docker, the
@@ -281,6 +283,19 @@ fn assert_created(world: &World, webhook_secret: &str) {
     }
 }
 
+/// Telegram delivers the chat's updates to chat-ops, with the secret token it checks.
+fn assert_telegram_webhook(world: &World, secret: &Value) {
+    let telegram_secret = secret["telegram_webhook_secret"].as_str().unwrap();
+    assert_eq!(telegram_secret.len(), 64);
+    let hook = world.telegram.webhook.lock().unwrap();
+    assert_eq!(hook.url, "https://chatops.example.com/telegram");
+    assert_eq!(hook.secret_token, telegram_secret);
+    assert_eq!(
+        hook.allowed_updates.as_deref(),
+        Some(&["message".to_string(), "callback_query".to_string()][..])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn setup_creates_everything_then_changes_only_what_the_config_changed() {
     let world = World::new().await;
@@ -291,7 +306,7 @@ async fn setup_creates_everything_then_changes_only_what_the_config_changed() {
         "{out}"
     );
     assert!(
-        out.contains("8 created, 0 updated, 1 unchanged, 0 need you"),
+        out.contains("9 created, 0 updated, 1 unchanged, 0 need you"),
         "{out}"
     );
 
@@ -306,12 +321,13 @@ async fn setup_creates_everything_then_changes_only_what_the_config_changed() {
     assert_eq!(world.stored_config().await, Some(config_text("pax-user")));
 
     assert_created(&world, &webhook_secret);
+    assert_telegram_webhook(&world, &secret);
 
     // A second run finds everything as it should be, and says so.
     let (code, out, err) = world.setup(&["--json"]).await;
     assert_eq!(code, 0, "{out}\n{err}");
     let plan = steps(&out);
-    assert_eq!(plan.len(), 8, "{out}");
+    assert_eq!(plan.len(), 9, "{out}");
     assert!(
         plan.iter().all(|(_, change)| change == "unchanged"),
         "{out}"
@@ -372,39 +388,13 @@ async fn setup_creates_everything_then_changes_only_what_the_config_changed() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn doctor_passes_on_the_set_up_world_and_names_the_fix_for_each_broken_piece() {
-    let world = World::new().await;
-    let (code, out, err) = world.setup(&[]).await;
-    assert_eq!(code, 0, "{out}\n{err}");
-    let _receiver = world.serve().await;
-    let config = world.config.to_str().unwrap();
-    let doctor = [
-        "doctor",
-        "--stack",
-        &world.stack,
-        "--config",
-        config,
-        "--ping-wait",
-        "10",
-    ];
-
-    let (code, out, err) = world.run(&doctor).await;
-    assert_eq!(code, 0, "{out}\n{err}");
-    for line in [
-        "✔ secret: the 4 keys the config needs are set",
-        "answered the ping with 200",
-        "✔ heroku app pax-user: the key can read it",
-        "✔ telegram channel team: @shipline_bot can post in chat",
-        "✔ BuildDeadLetterQueue: empty",
-        "checks passed",
-    ] {
-        assert!(out.contains(line), "missing `{line}` in:\n{out}");
-    }
-    assert!(!out.contains('✖'), "{out}");
-
-    // Four things break: a hook now points elsewhere, a key leaves the secret, the bot leaves
-    // the group, a project builds another repo.
+/// A hook now points elsewhere, a key leaves the secret, the bot leaves the group, a project
+/// builds another repo, Telegram's deliveries fail.
+async fn break_five_things(world: &World) {
+    world.telegram.webhook.lock().unwrap().last_error = Some((
+        time::OffsetDateTime::now_utc().unix_timestamp() - 120,
+        "Wrong response from the webhook: 401 Unauthorized".into(),
+    ));
     world.github.edit_hook("pax-app/Web", |hook| {
         hook.url = "https://old-ci.example.com/github".into();
     });
@@ -425,7 +415,41 @@ async fn doctor_passes_on_the_set_up_world_and_names_the_fix_for_each_broken_pie
         .projects
         .get_mut("pax-user")
         .unwrap()["source"]["location"] = "https://github.com/pax-app/Chat.git".into();
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_passes_on_the_set_up_world_and_names_the_fix_for_each_broken_piece() {
+    let world = World::new().await;
+    let (code, out, err) = world.setup(&[]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let _receiver = world.serve().await;
+    let config = world.config.to_str().unwrap();
+    let doctor = [
+        "doctor",
+        "--stack",
+        &world.stack,
+        "--config",
+        config,
+        "--ping-wait",
+        "10",
+    ];
+
+    let (code, out, err) = world.run(&doctor).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "✔ secret: the 5 keys the config needs are set",
+        "answered the ping with 200",
+        "✔ heroku app pax-user: the key can read it",
+        "✔ telegram channel team: @shipline_bot can post in chat",
+        "✔ telegram webhook of @shipline_bot: updates go to the stack (0 waiting)",
+        "✔ BuildDeadLetterQueue: empty",
+        "checks passed",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+    assert!(!out.contains('✖'), "{out}");
+
+    break_five_things(&world).await;
     let (code, out, err) = world.run(&doctor).await;
     assert_eq!(code, 1, "{out}\n{err}");
     let setup_fix = format!("fix: shipline setup --stack {}", world.stack);
@@ -443,6 +467,10 @@ async fn doctor_passes_on_the_set_up_world_and_names_the_fix_for_each_broken_pie
             "fix: add @shipline_bot to the group again",
         ),
         (
+            "✖ telegram webhook of @shipline_bot: Telegram's last delivery failed 2 min ago: Wrong response from the webhook: 401 Unauthorized (3 update(s) waiting)",
+            "fix: a 401 means the secret token differs",
+        ),
+        (
             "✖ codebuild project pax-user: source https://github.com/pax-app/Chat.git → https://github.com/pax-app/User.git",
             setup_fix.as_str(),
         ),
@@ -456,7 +484,7 @@ async fn doctor_passes_on_the_set_up_world_and_names_the_fix_for_each_broken_pie
             "`{broken}` is followed by `{next}`, not `{fix}`"
         );
     }
-    assert!(err.contains("4 of 13 checks failed"), "{err}");
+    assert!(err.contains("5 of 14 checks failed"), "{err}");
     assert!(out.contains("✔ webhook pax-app/User"), "{out}");
 }
 

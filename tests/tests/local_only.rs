@@ -19,8 +19,7 @@ const FUNCTIONS: [&str; 7] = [
 
 const CONSOLE: &str = "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\n";
 const COMMAND: &str = "repos:\n  shop/app:\n    codebuild_project: shop\n    deploy:\n      - branch: master\n        command: { run: 'echo deployed' }\n";
-const SECRETS: &str =
-    r#"{"github_webhook_secret": "s", "github_token": "t", "sentry_client_secret": "c", "telegram_webhook_secret": "w"}"#;
+const SECRETS: &str = r#"{"github_webhook_secret": "s", "github_token": "t", "sentry_client_secret": "c", "telegram_webhook_secret": "w"}"#;
 
 /// Starts `function` under a local Runtime API with `config`, and returns its exit status and
 /// what it logged, once it exits (it must: init fails before the first poll).

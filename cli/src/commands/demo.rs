@@ -109,6 +109,18 @@ pub enum Story {
     ChatOps,
 }
 
+impl Story {
+    /// The story `shipline demo`'s flags ask for.
+    pub fn of(fail: bool, rollback: bool, chatops: bool) -> Self {
+        match (fail, rollback, chatops) {
+            (true, _, _) => Story::Failure,
+            (_, true, _) => Story::Rollback,
+            (_, _, true) => Story::ChatOps,
+            _ => Story::Promotion,
+        }
+    }
+}
+
 pub async fn run(story: Story, ui: Arc<Ui>) -> anyhow::Result<()> {
     ui.title(
         "shipline demo: push → build → status → staging → production → chat, all on this machine",

@@ -18,7 +18,7 @@ use shared::github::deliveries::HookScope;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::setup::telegram::BotApi;
+use super::setup::telegram::{BotApi, WebhookInfo};
 use super::setup::{self, Change, ConfigSource, codebuild, hooks};
 use crate::stack::{Aws, Stack, StackSecret};
 use crate::ui::Ui;
@@ -448,6 +448,7 @@ struct Member {
 async fn telegram_checks(stack: &Stack, secret: &StackSecret, config: &Config) -> Vec<Check> {
     let base = stack.api_url("TelegramApiUrl", "https://api.telegram.org");
     let mut checks = Vec::new();
+    let mut bots = std::collections::BTreeSet::new();
     for (channel_name, channel) in &config.channels {
         let Channel::Telegram(telegram) = channel else {
             continue;
@@ -471,6 +472,9 @@ async fn telegram_checks(stack: &Stack, secret: &StackSecret, config: &Config) -
         let handle = bot
             .username
             .map_or_else(|| "the bot".into(), |u| format!("@{u}"));
+        if bots.insert(telegram.bot_token_secret()) {
+            checks.push(bot_webhook_check(stack, &api, &handle).await);
+        }
         let chat = json!({"chat_id": telegram.chat_id});
         let info: ChatInfo = match api.call("getChat", chat).await {
             Ok(info) => info,
@@ -518,6 +522,64 @@ async fn telegram_checks(stack: &Stack, secret: &StackSecret, config: &Config) -
         checks.push(check);
     }
     checks
+}
+
+/// The bot's webhook (`getWebhookInfo`): chat-ops' URL, the updates it answers, and no recent
+/// delivery error.
+async fn bot_webhook_check(stack: &Stack, api: &BotApi, handle: &str) -> Check {
+    let name = format!("telegram webhook of {handle}");
+    let fix = format!("shipline setup --stack {}", stack.name);
+    let Ok(want) = stack.output("TelegramWebhookUrl") else {
+        return Check::fail(
+            name,
+            "the stack has no /telegram route (it predates chat-ops)",
+            format!("sam deploy --stack-name {}, then {fix}", stack.name),
+        );
+    };
+    let info: WebhookInfo = match api.call("getWebhookInfo", json!({})).await {
+        Ok(info) => info,
+        Err(e) => return Check::fail(name, e.to_string(), fix),
+    };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    match info {
+        WebhookInfo { ref url, .. } if url.is_empty() => Check::fail(
+            name,
+            "no webhook is set: the chat's commands and buttons reach nobody",
+            fix,
+        ),
+        WebhookInfo { ref url, .. } if url != want => Check::fail(
+            name,
+            format!("updates go to {url}, not to the stack ({want})"),
+            fix,
+        ),
+        ref info if !info.delivers_what_chatops_needs() => Check::fail(
+            name,
+            "allowed_updates leaves out messages or button presses",
+            fix,
+        ),
+        WebhookInfo {
+            last_error_date: Some(at),
+            last_error_message: Some(ref message),
+            pending_update_count,
+            ..
+        } if now - at < 3600 => Check::fail(
+            name,
+            format!(
+                "Telegram's last delivery failed {} min ago: {message} ({pending_update_count} update(s) waiting)",
+                (now - at) / 60
+            ),
+            format!(
+                "a 401 means the secret token differs from the secret's telegram_webhook_secret: {fix} sets it again; otherwise read the ChatOpsFunction's logs"
+            ),
+        ),
+        WebhookInfo {
+            pending_update_count,
+            ..
+        } => Check::pass(
+            name,
+            format!("updates go to the stack ({pending_update_count} waiting)"),
+        ),
+    }
 }
 
 async fn dead_letter_checks(aws: &Aws, stack: &Stack) -> Vec<Check> {

@@ -511,12 +511,25 @@ pub async fn heroku(key: &str, apps: &[&str]) -> MockServer {
     server
 }
 
-// ---- Telegram: getMe, getChat, getChatMember (core.telegram.org/bots/api) ----
+// ---- Telegram: getMe, getChat, getChatMember, setWebhook, getWebhookInfo
+// (core.telegram.org/bots/api) ----
 
 pub struct Telegram {
     pub server: MockServer,
     /// The bot's status in each chat it knows (`member`, `left`, ...).
     pub members: Arc<Mutex<BTreeMap<i64, String>>>,
+    /// The bot's webhook, as `setWebhook` left it (`getWebhookInfo` shows all but the token).
+    pub webhook: Arc<Mutex<Webhook>>,
+}
+
+/// A bot's webhook settings.
+#[derive(Debug, Clone, Default)]
+pub struct Webhook {
+    pub url: String,
+    pub secret_token: String,
+    pub allowed_updates: Option<Vec<String>>,
+    /// Unix time and text of the last delivery error, as Telegram reports it.
+    pub last_error: Option<(i64, String)>,
 }
 
 pub const BOT_ID: i64 = 7_000_000_001;
@@ -524,6 +537,65 @@ pub const BOT_ID: i64 = 7_000_000_001;
 struct TelegramRoutes {
     token: String,
     members: Arc<Mutex<BTreeMap<i64, String>>>,
+    webhook: Arc<Mutex<Webhook>>,
+}
+
+impl TelegramRoutes {
+    /// `setWebhook`: an HTTPS URL ("bad webhook: An HTTPS URL must be provided for webhook"),
+    /// a `secret_token` of 1-256 characters A-Z a-z 0-9 _ - (Bot API; the server's words for a
+    /// bad one), `allowed_updates` kept when not given.
+    fn set_webhook(&self, body: &Value) -> ResponseTemplate {
+        let url = body["url"].as_str().unwrap_or("");
+        if !url.is_empty() && !url.starts_with("https://") {
+            return bot_error(
+                400,
+                "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+            );
+        }
+        let token = body["secret_token"].as_str().unwrap_or("");
+        if token.len() > 256 {
+            return bot_error(400, "Bad Request: secret token is too long");
+        }
+        if !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return bot_error(
+                400,
+                "Bad Request: secret token contains unallowed characters",
+            );
+        }
+        let mut hook = self.webhook.lock().unwrap();
+        hook.url = url.to_string();
+        hook.secret_token = token.to_string();
+        if let Some(allowed) = body["allowed_updates"].as_array() {
+            hook.allowed_updates = Some(
+                allowed
+                    .iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect(),
+            );
+        }
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"ok": true, "result": true, "description": "Webhook was set"}))
+    }
+
+    /// `getWebhookInfo` (*WebhookInfo*): optional fields only when they hold something.
+    fn webhook_info(&self) -> Value {
+        let hook = self.webhook.lock().unwrap();
+        let mut info = json!({
+            "url": hook.url, "has_custom_certificate": false, "pending_update_count": 0,
+        });
+        if let Some(allowed) = &hook.allowed_updates {
+            info["allowed_updates"] = json!(allowed);
+        }
+        if let Some((at, message)) = &hook.last_error {
+            info["last_error_date"] = json!(at);
+            info["last_error_message"] = json!(message);
+            info["pending_update_count"] = json!(3);
+        }
+        info
+    }
 }
 
 fn bot_error(code: u16, description: &str) -> ResponseTemplate {
@@ -562,6 +634,8 @@ impl Respond for TelegramRoutes {
                 })),
                 None => bot_error(400, "Bad Request: chat not found"),
             },
+            "getWebhookInfo" => ok(self.webhook_info()),
+            "setWebhook" => self.set_webhook(&body),
             _ => bot_error(404, "Not Found"),
         }
     }
@@ -574,13 +648,19 @@ impl Telegram {
             chat_id,
             "member".to_string(),
         )])));
+        let webhook = Arc::new(Mutex::new(Webhook::default()));
         Mock::given(wiremock::matchers::any())
             .respond_with(TelegramRoutes {
                 token: token.to_string(),
                 members: members.clone(),
+                webhook: webhook.clone(),
             })
             .mount(&server)
             .await;
-        Self { server, members }
+        Self {
+            server,
+            members,
+            webhook,
+        }
     }
 }

@@ -162,6 +162,46 @@ async fn update_running(
     Err(StateError::ConditionFailed)
 }
 
+/// Adds a finished build to its repo's recent builds (`StateKey::Builds`): what `/deploy` in
+/// the chat releases from, and what the status page lists.
+pub async fn add_built(
+    state: &Store,
+    run: &Run,
+    build: &crate::codebuild::BuildInfo,
+    verdict: &crate::plan::Verdict,
+    status: crate::run::RunStatus,
+    artifacts: std::collections::BTreeMap<String, String>,
+    now: i64,
+) -> Result<(), StateError> {
+    let built = BuiltCommit {
+        sha: run.sha.clone(),
+        branch: run.branch.clone(),
+        pull_request: run.pr.as_ref().map(|pr| pr.number),
+        build_id: run.build_id.clone(),
+        passed: verdict.succeeded,
+        status: status.to_string(),
+        description: verdict.description.clone(),
+        log_url: run.log_url.clone().or_else(|| build.log_url.clone()),
+        started_at: run.started_at,
+        finished_at: now,
+        artifacts,
+        commit_message: run.commit_message.clone(),
+        author: run.author.clone(),
+        installation_id: run.installation_id,
+        delivery_id: run.delivery_id.clone(),
+    };
+    // GitHub treats owner and name case-insensitively; so does the key.
+    let repo = run.repo.to_ascii_lowercase();
+    state
+        .modify(
+            StateKey::Builds(&repo),
+            Some(now + RECORD_TTL_SECS),
+            now,
+            |recent: &mut RecentBuilds| recent.add(built.clone()),
+        )
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,44 +246,4 @@ mod tests {
         let raw = state.get("builds:running", 0).await.unwrap().unwrap();
         assert_eq!(raw.value, garbage, "the corrupt index is left for a person");
     }
-}
-
-/// Adds a finished build to its repo's recent builds (`StateKey::Builds`): what `/deploy` in
-/// the chat releases from, and what the status page lists.
-pub async fn add_built(
-    state: &Store,
-    run: &Run,
-    build: &crate::codebuild::BuildInfo,
-    verdict: &crate::plan::Verdict,
-    status: crate::run::RunStatus,
-    artifacts: std::collections::BTreeMap<String, String>,
-    now: i64,
-) -> Result<(), StateError> {
-    let built = BuiltCommit {
-        sha: run.sha.clone(),
-        branch: run.branch.clone(),
-        pull_request: run.pr.as_ref().map(|pr| pr.number),
-        build_id: run.build_id.clone(),
-        passed: verdict.succeeded,
-        status: status.to_string(),
-        description: verdict.description.clone(),
-        log_url: run.log_url.clone().or_else(|| build.log_url.clone()),
-        started_at: run.started_at,
-        finished_at: now,
-        artifacts,
-        commit_message: run.commit_message.clone(),
-        author: run.author.clone(),
-        installation_id: run.installation_id,
-        delivery_id: run.delivery_id.clone(),
-    };
-    // GitHub treats owner and name case-insensitively; so does the key.
-    let repo = run.repo.to_ascii_lowercase();
-    state
-        .modify(
-            StateKey::Builds(&repo),
-            Some(now + RECORD_TTL_SECS),
-            now,
-            |recent: &mut RecentBuilds| recent.add(built.clone()),
-        )
-        .await
 }

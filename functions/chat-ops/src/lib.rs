@@ -111,7 +111,9 @@ pub async fn handle_update(deps: &Deps, headers: &HeaderMap, body: &[u8]) -> Ans
         .get(SECRET_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if given.is_empty() || !shared::signature::token_matches(given, deps.webhook_secret.expose()) {
+    let expected = deps.webhook_secret.expose();
+    if given.is_empty() || expected.is_empty() || !shared::signature::token_matches(given, expected)
+    {
         warn!("update refused: missing or wrong secret token");
         return Answer::refuse(
             StatusCode::UNAUTHORIZED,

@@ -53,13 +53,6 @@ pub(crate) async fn rollback(
         .version
         .clone()
         .unwrap_or_else(|| wanted.release_id.clone());
-    let replaced = Facts {
-        sha: Some(live.sha.clone()),
-        release: live.version.clone(),
-        author: live.by.clone(),
-        ..chat.facts()
-    };
-    let replaced = Chat::new(deps, config_repo, &live.repo, &live.sha, replaced);
     match end {
         Release::Live { id, version, url } => {
             let back = Back {
@@ -67,7 +60,8 @@ pub(crate) async fn rollback(
                 rule,
                 request,
                 what: &what,
-                replaced: &replaced,
+                chat: &chat,
+                config_repo,
             };
             let reason = back
                 .recorded(
@@ -133,8 +127,9 @@ struct Back<'a> {
     request: &'a RollbackRequest,
     /// The restored release's name (`v41`).
     what: &'a str,
-    /// The thread of the release that was live.
-    replaced: &'a Chat<'a>,
+    /// The restored commit's thread, and the repo's name in the config.
+    chat: &'a Chat<'a>,
+    config_repo: &'a str,
 }
 
 impl Back<'_> {
@@ -155,15 +150,20 @@ impl Back<'_> {
             Some(why) => format!("rolled back to {what} automatically: {why}"),
             None => format!("rolled back to {what} by {}", self.request.requested_by),
         };
-        let mut record = after_rollback(live, wanted, sha, released, deps.clock.rfc3339());
-        record.by = Some(self.request.requested_by.clone());
         // The replaced release's message says so (a button pressed on it is answered there);
         // the restored commit's says it is live again.
         let told = Facts {
+            sha: Some(live.sha.clone()),
+            release: live.version.clone(),
+            author: live.by.clone(),
             reason: Some(reason.clone()),
-            ..self.replaced.facts()
+            ..self.chat.facts()
         };
-        self.replaced.tell(NotificationKind::RolledBack, told).await;
+        Chat::new(deps, self.config_repo, &repo, &live.sha, told.clone())
+            .tell(NotificationKind::RolledBack, told)
+            .await;
+        let mut record = after_rollback(live, wanted, sha, released, deps.clock.rfc3339());
+        record.by = Some(self.request.requested_by.clone());
         self.records.set_live(&record).await?;
         mark_failed(deps, &repo, bad, &reason).await;
         if !wanted.sha.is_empty() {

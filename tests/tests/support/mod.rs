@@ -631,6 +631,35 @@ fn alerts(
     }
 }
 
+/// chat-ops on the pipeline's queues and table; `/status` reads the four dead-letter queues.
+fn chatops(
+    sqs: &aws_sdk_sqs::Client,
+    promotion: &deploy_promotion::Deps,
+    [builds, events, deploys, notify]: [&QueuePair; 4],
+) -> chat_ops::Deps {
+    let dead_letters = [
+        ("builds", &builds.dlq),
+        ("build-events", &events.dlq),
+        ("deploys", &deploys.dlq),
+        ("notifications", &notify.dlq),
+    ]
+    .into_iter()
+    .map(|(name, url)| {
+        let queue: Arc<dyn shared::ports::Queue> = Arc::new(SqsQueue::new(sqs.clone(), url));
+        (name.to_string(), queue)
+    })
+    .collect();
+    chat_ops::Deps {
+        config: promotion.config.clone(),
+        webhook_secret: SecretString::new(TELEGRAM_SECRET),
+        deploys: Arc::new(SqsQueue::new(sqs.clone(), &deploys.url)),
+        notify: Arc::new(SqsQueue::new(sqs.clone(), &notify.url)),
+        dead_letters,
+        state: promotion.state.clone(),
+        clock: promotion.clock.clone(),
+    }
+}
+
 impl Pipeline {
     pub async fn new(config_yaml: &str, faults: FaultPlan) -> Self {
         let sdk = aws::sdk_config().await;
@@ -683,27 +712,7 @@ impl Pipeline {
             codebuild: &codebuild,
         }
         .functions();
-        let chatops = chat_ops::Deps {
-            config: promotion.config.clone(),
-            webhook_secret: SecretString::new(TELEGRAM_SECRET),
-            deploys: Arc::new(SqsQueue::new(sqs.clone(), &deploys.url)),
-            notify: Arc::new(SqsQueue::new(sqs.clone(), &notify.url)),
-            dead_letters: [
-                ("builds", &builds.dlq),
-                ("build-events", &events.dlq),
-                ("deploys", &deploys.dlq),
-                ("notifications", &notify.dlq),
-            ]
-            .into_iter()
-            .map(|(name, url)| {
-                let queue: Arc<dyn shared::ports::Queue> =
-                    Arc::new(SqsQueue::new(sqs.clone(), url));
-                (name.to_string(), queue)
-            })
-            .collect(),
-            state: promotion.state.clone(),
-            clock: promotion.clock.clone(),
-        };
+        let chatops = chatops(&sqs, &promotion, [&builds, &events, &deploys, &notify]);
         Self {
             sdk,
             sqs,

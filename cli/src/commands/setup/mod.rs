@@ -1,9 +1,10 @@
 //! `shipline setup`: brings an account in line with a deployed stack and its config.
 //!
 //! `setup --stack NAME` reads the stack's outputs and parameters, the config (a file, or the
-//! one stored in SSM) and the secret, and plans one step per resource: the secret's keys (a
-//! webhook secret generated when absent), the config in SSM, the stack's `CodeBuildProjects`,
-//! CodeBuild's GitHub credential, each repo's CodeBuild project(s) and GitHub webhook. Each
+//! one stored in SSM) and the secret, and plans one step per resource: the secret's keys (the
+//! webhook secrets generated when absent), the config in SSM, the stack's `CodeBuildProjects`,
+//! CodeBuild's GitHub credential, each repo's CodeBuild project(s) and GitHub webhook, and each
+//! Telegram bot's webhook (chat-ops). Each
 //! step is create / update (what differs) / unchanged, or blocked with the fix a person must
 //! make. `--dry-run` prints the plan; otherwise it is applied in that order and a second run
 //! finds everything unchanged. `setup telegram` is in [`telegram`].
@@ -46,6 +47,7 @@ pub enum Action {
     ImportCredential(SecretString),
     Project(codebuild::ProjectChange),
     Hook(hooks::HookChange),
+    TelegramWebhook(telegram::WebhookChange),
 }
 
 /// One resource's line of the plan.
@@ -200,30 +202,76 @@ pub fn needed_keys(config: &Config, secret: &StackSecret) -> Vec<(String, String
     if !config.sentry.projects.is_empty() {
         needed.push(("sentry_client_secret".into(), "sentry.projects".into()));
     }
+    if !config.telegram_chats().is_empty() {
+        needed.push((
+            "telegram_webhook_secret".into(),
+            "chat-ops, which checks Telegram's webhook with it (setup generates it)".into(),
+        ));
+    }
     let mut seen = BTreeSet::new();
     needed.retain(|(key, _)| seen.insert(key.clone()));
     needed
 }
 
-/// The secret's steps, and the webhook secret to give GitHub (and whether it is new).
+/// A webhook secret shipline checks its callers with: the stored one, or one generated now.
+pub struct WebhookSecret {
+    pub value: SecretString,
+    pub generated: bool,
+}
+
+/// The webhook secrets of the stack: GitHub's, and Telegram's when the config has a Telegram
+/// chat (chat-ops checks `X-Telegram-Bot-Api-Secret-Token` against it).
+pub struct WebhookSecrets {
+    pub github: WebhookSecret,
+    pub telegram: Option<WebhookSecret>,
+}
+
+/// The secret's steps, and the webhook secrets to give GitHub and Telegram.
 fn secret_steps(
     secret: &StackSecret,
     config: &Config,
-) -> anyhow::Result<(Vec<Step>, SecretString, bool)> {
+) -> anyhow::Result<(Vec<Step>, WebhookSecrets)> {
     let mut steps = Vec::new();
-    let (webhook_secret, generated) = match secret.secrets.get("github_webhook_secret") {
-        Some(value) if !value.expose().is_empty() => (value.clone(), false),
-        _ => (generate_secret()?, true),
+    let stored_or_new = |key: &str| -> anyhow::Result<WebhookSecret> {
+        Ok(match secret.secrets.get(key) {
+            Some(value) if !value.expose().is_empty() => WebhookSecret {
+                value: value.clone(),
+                generated: false,
+            },
+            // 64 hex characters: also within Telegram's secret_token alphabet and length.
+            _ => WebhookSecret {
+                value: generate_secret()?,
+                generated: true,
+            },
+        })
     };
-    if generated {
+    let secrets = WebhookSecrets {
+        github: stored_or_new("github_webhook_secret")?,
+        telegram: if config.telegram_chats().is_empty() {
+            None
+        } else {
+            Some(stored_or_new("telegram_webhook_secret")?)
+        },
+    };
+    let new: Vec<(&str, &WebhookSecret)> = [
+        ("github_webhook_secret", Some(&secrets.github)),
+        ("telegram_webhook_secret", secrets.telegram.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(key, s)| s.filter(|s| s.generated).map(|s| (key, s)))
+    .collect();
+    if !new.is_empty() {
         let mut object = secret.object.clone();
-        object.insert(
-            "github_webhook_secret".into(),
-            serde_json::Value::String(webhook_secret.expose().to_string()),
-        );
+        for (key, value) in &new {
+            object.insert(
+                (*key).into(),
+                serde_json::Value::String(value.value.expose().to_string()),
+            );
+        }
         let text = serde_json::Value::Object(object).to_string();
+        let keys: Vec<&str> = new.iter().map(|(k, _)| *k).collect();
         steps.push(Step::new(
-            "secret key github_webhook_secret",
+            format!("secret key {}", keys.join(", ")),
             Change::Create(vec!["generated, 64 hex characters".into()]),
             Action::PutSecret {
                 arn: secret.arn.clone(),
@@ -232,7 +280,7 @@ fn secret_steps(
         ));
     }
     for (key, by) in needed_keys(config, secret) {
-        if !secret.has(&key) {
+        if !secret.has(&key) && !new.iter().any(|(generated, _)| *generated == key) {
             steps.push(Step::blocked(
                 format!("secret key {key}"),
                 format!("missing (needed by {by})"),
@@ -244,7 +292,7 @@ fn secret_steps(
             ));
         }
     }
-    Ok((steps, webhook_secret, generated))
+    Ok((steps, secrets))
 }
 
 fn config_step(stack: &Stack, source: &ConfigSource) -> anyhow::Result<Step> {
@@ -326,7 +374,8 @@ async fn plan(
     secret: &StackSecret,
 ) -> anyhow::Result<Vec<Step>> {
     let config = &source.config;
-    let (mut steps, webhook_secret, generated) = secret_steps(secret, config)?;
+    let (mut steps, secrets) = secret_steps(secret, config)?;
+    let (webhook_secret, generated) = (&secrets.github.value, secrets.github.generated);
     steps.push(config_step(stack, source)?);
     steps.push(projects_step(stack, config));
     steps.push(codebuild::credential(aws, secret.secrets.get("github_token")).await);
@@ -342,7 +391,7 @@ async fn plan(
     match github_client(stack, secret) {
         Ok(github) if secret.has("github_token") => {
             for repo in config.repos.keys() {
-                steps.push(hooks::plan(&github, repo, url, &webhook_secret, generated).await);
+                steps.push(hooks::plan(&github, repo, url, webhook_secret, generated).await);
             }
         }
         Ok(github) => steps.push(hooks::check_app(&github, url).await),
@@ -351,6 +400,9 @@ async fn plan(
             e.to_string(),
             "add github_token (or github_app_id and github_app_private_key) to the secret",
         )),
+    }
+    if let Some(telegram_secret) = &secrets.telegram {
+        steps.extend(telegram::webhook_steps(stack, secret, config, telegram_secret).await);
     }
     Ok(steps)
 }
@@ -377,6 +429,7 @@ async fn apply(aws: &Aws, github: Option<&GitHubClient>, action: &Action) -> any
             let github = github.ok_or_else(|| anyhow!("no GitHub credentials"))?;
             change.apply(github).await.map_err(|e| anyhow!("{e}"))?;
         }
+        Action::TelegramWebhook(change) => change.apply().await?,
     }
     Ok(())
 }

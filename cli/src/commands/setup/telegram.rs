@@ -17,6 +17,13 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use std::collections::BTreeSet;
+
+use shared::config::{Channel, Config};
+use shared::secrets::SecretString;
+
+use super::{Action, Change, Step, WebhookSecret};
+use crate::stack::{Stack, StackSecret};
 use crate::ui::Ui;
 
 /// Where the code was sent.
@@ -39,10 +46,133 @@ struct Bot {
     username: String,
 }
 
-#[derive(Deserialize)]
-struct WebhookInfo {
+/// Bot API *WebhookInfo*: where updates go, how many wait, and the last delivery error.
+#[derive(Debug, Deserialize)]
+pub struct WebhookInfo {
     #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub pending_update_count: u64,
+    /// Unix time of the most recent delivery error.
+    #[serde(default)]
+    pub last_error_date: Option<i64>,
+    #[serde(default)]
+    pub last_error_message: Option<String>,
+    /// Absent: Telegram's default, every update type but chat_member and reactions.
+    #[serde(default)]
+    pub allowed_updates: Option<Vec<String>>,
+}
+
+impl WebhookInfo {
+    /// Whether chat-ops gets the updates it answers (messages and button presses).
+    pub fn delivers_what_chatops_needs(&self) -> bool {
+        self.allowed_updates.as_ref().is_none_or(|allowed| {
+            chat_ops::telegram::ALLOWED_UPDATES
+                .iter()
+                .all(|u| allowed.iter().any(|a| a == u))
+        })
+    }
+}
+
+/// `setWebhook` for one bot: chat-ops' URL, the secret token it checks, the updates it answers.
+#[derive(Debug)]
+pub struct WebhookChange {
+    api: BotApi,
     url: String,
+    secret_token: SecretString,
+}
+
+impl WebhookChange {
+    pub async fn apply(&self) -> anyhow::Result<()> {
+        let _: bool = self
+            .api
+            .call(
+                "setWebhook",
+                json!({
+                    "url": self.url,
+                    "secret_token": self.secret_token.expose(),
+                    "allowed_updates": chat_ops::telegram::ALLOWED_UPDATES,
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// One step per bot of the config's Telegram channels: its webhook points at the stack's
+/// `/telegram` with the stored secret token, or is set to. Telegram never shows the secret
+/// token back, so a newly generated one is always set.
+pub async fn webhook_steps(
+    stack: &Stack,
+    secret: &StackSecret,
+    config: &Config,
+    token: &WebhookSecret,
+) -> Vec<Step> {
+    let base = stack.api_url("TelegramApiUrl", "https://api.telegram.org");
+    let Ok(url) = stack.output("TelegramWebhookUrl") else {
+        return vec![Step::blocked(
+            "telegram webhook",
+            "the stack has no TelegramWebhookUrl output (it predates chat-ops)",
+            format!("redeploy the stack: sam deploy --stack-name {}", stack.name),
+        )];
+    };
+    let mut bots = BTreeSet::new();
+    let mut steps = Vec::new();
+    for channel in config.channels.values() {
+        let Channel::Telegram(telegram) = channel else {
+            continue;
+        };
+        let key = telegram.bot_token_secret();
+        // A key the secret lacks is named by the secret's own step.
+        let Some(bot_token) = secret.secrets.get(key).filter(|_| bots.insert(key)) else {
+            continue;
+        };
+        let api = BotApi::new(&base, bot_token.expose().to_string());
+        steps.push(webhook_step(api, key, url, token).await);
+    }
+    steps
+}
+
+async fn webhook_step(api: BotApi, key: &str, url: &str, token: &WebhookSecret) -> Step {
+    let resource = format!("telegram webhook of the bot in {key}");
+    let info: WebhookInfo = match api.call("getWebhookInfo", json!({})).await {
+        Ok(info) => info,
+        Err(e) => {
+            return Step::blocked(
+                resource,
+                e.to_string(),
+                format!("put the token @BotFather gave in the secret's {key}"),
+            );
+        }
+    };
+    let mut differs = Vec::new();
+    if info.url != url {
+        differs.push(if info.url.is_empty() {
+            format!("url {url}")
+        } else {
+            format!("url {} → {url}", info.url)
+        });
+    }
+    if token.generated {
+        differs.push("secret token (new)".into());
+    }
+    if !info.delivers_what_chatops_needs() {
+        differs.push("allowed_updates message, callback_query".into());
+    }
+    if differs.is_empty() {
+        return Step::unchanged(resource);
+    }
+    let change = WebhookChange {
+        api,
+        url: url.to_string(),
+        secret_token: token.value.clone(),
+    };
+    let change_kind = if info.url.is_empty() {
+        Change::Create(differs)
+    } else {
+        Change::Update(differs)
+    };
+    Step::new(resource, change_kind, Action::TelegramWebhook(change))
 }
 
 #[derive(Deserialize)]
@@ -69,11 +199,19 @@ struct Chat {
     title: Option<String>,
 }
 
-/// The Bot API of one bot.
+/// The Bot API of one bot. Its token never shows in a `Debug` print.
 pub struct BotApi {
     http: reqwest::Client,
     base: String,
     token: String,
+}
+
+impl std::fmt::Debug for BotApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotApi")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BotApi {
