@@ -359,6 +359,93 @@ mod tests {
         assert_eq!(StateKey::RunningBuilds.to_string(), "builds:running");
     }
 
+    fn built(n: u32, branch: Option<&str>, passed: bool) -> BuiltCommit {
+        BuiltCommit {
+            sha: format!("{n:x}{}", "0".repeat(39)).into(),
+            branch: branch.map(Into::into),
+            pull_request: branch.is_none().then_some(7),
+            build_id: format!("p:{n}").into(),
+            passed,
+            status: "SUCCEEDED".into(),
+            description: String::new(),
+            log_url: None,
+            started_at: 0,
+            finished_at: 0,
+            artifacts: BTreeMap::new(),
+            commit_message: None,
+            author: None,
+            installation_id: None,
+            delivery_id: "d".into(),
+        }
+    }
+
+    #[test]
+    fn recent_builds_keep_the_newest_and_find_a_commit_by_prefix_or_a_branch() {
+        let mut recent = RecentBuilds::default();
+        for n in 1..=(RecentBuilds::KEPT as u32 + 5) {
+            recent.add(built(n, Some("master"), n % 2 == 0));
+        }
+        recent.add(built(9, None, true));
+        assert_eq!(recent.builds.len(), RecentBuilds::KEPT);
+        assert_eq!(recent.builds.first().unwrap().build_id, "p:6");
+        // A build added again replaces its older entry.
+        assert_eq!(
+            recent.builds.iter().filter(|b| b.build_id == "p:9").count(),
+            1
+        );
+        assert_eq!(recent.of_branch("master").unwrap().build_id, "p:55");
+        assert_eq!(recent.of_commit("a000000").unwrap().build_id, "p:10");
+        assert_eq!(recent.of_commit("A000000").unwrap().build_id, "p:10");
+        assert!(
+            recent.of_commit("a0000").is_none(),
+            "too short to mean one commit"
+        );
+        assert!(recent.of_branch("devel").is_none());
+    }
+
+    #[test]
+    fn an_action_id_is_the_same_for_the_same_action_and_fits_a_button() {
+        let id = ChatAction::id_of(ActionKind::Rollback, "heroku:app", "abc", Some("rel-1"));
+        assert_eq!(
+            id,
+            ChatAction::id_of(ActionKind::Rollback, "heroku:app", "abc", Some("rel-1"))
+        );
+        assert_ne!(
+            id,
+            ChatAction::id_of(ActionKind::Rollback, "heroku:app", "abc", Some("rel-2"))
+        );
+        assert_ne!(
+            id,
+            ChatAction::id_of(ActionKind::Promote, "heroku:app", "abc", Some("rel-1"))
+        );
+        let button = crate::messages::ChatButton {
+            label: "Roll back".into(),
+            id,
+        };
+        assert!((1..=64).contains(&button.data().len()), "{}", button.data());
+    }
+
+    #[tokio::test]
+    async fn modify_reads_changes_and_writes_back_from_the_default() {
+        let store = MemoryStateStore::new();
+        let store: &dyn StateStore = &store;
+        for n in 1..=3 {
+            let len = store
+                .modify(
+                    StateKey::Builds("o/r"),
+                    None,
+                    0,
+                    |recent: &mut RecentBuilds| {
+                        recent.add(built(n, Some("master"), true));
+                        recent.builds.len()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(len, n as usize);
+        }
+    }
+
     #[tokio::test]
     async fn a_record_that_does_not_parse_is_an_error_not_an_empty_value() {
         let store = MemoryStateStore::new();

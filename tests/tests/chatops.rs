@@ -270,3 +270,63 @@ async fn deploying_a_commit_whose_build_failed_is_refused_with_the_reason() {
     );
     assert_eq!(deploys_waiting(&pipeline).await, 0);
 }
+
+const APPROVAL: &str = "\
+channels:
+  team: { telegram: { chat_id: -100777 } }
+defaults:
+  notify: [team]
+chatops:
+  allow:
+    promote: [1111]
+repos:
+  Codertocat/Hello-World:
+    codebuild_project: hello
+    deploy:
+      - branch: master
+        environment: staging
+        heroku: { app: hello-staging }
+      - promote_from: staging
+        environment: production
+        gate: approval
+        heroku: { app: hello-world }
+";
+
+#[tokio::test]
+#[ignore = "needs moto: run scripts/test"]
+async fn a_promotion_waiting_for_approval_is_promoted_by_its_button() {
+    let pipeline = Pipeline::new(APPROVAL, FaultPlan::default()).await;
+    pushed(&pipeline, SHA, "co-30", "SUCCEEDED").await;
+    // Staging's first release: nothing to roll back to, a promotion to approve.
+    let shown = buttons(&pipeline);
+    assert_eq!(
+        shown
+            .iter()
+            .map(|(label, _)| label.as_str())
+            .collect::<Vec<_>>(),
+        ["Promote to production"]
+    );
+    let answered = pipeline
+        .telegram_delivers(&presses(30, ANA, 2, &shown[0].1))
+        .await;
+    assert_eq!(
+        answered.body["text"],
+        "Promotion to heroku:hello-world queued"
+    );
+    pipeline
+        .run_until_idle("SUCCEEDED", Duration::from_secs(60))
+        .await;
+    let state: &dyn StateStore = pipeline.promotion.state.as_ref();
+    let production: LiveRecord = state
+        .read_value(StateKey::Live(TARGET), 0)
+        .await
+        .unwrap()
+        .expect("promoted");
+    assert_eq!(production.sha, SHA);
+    let texts = chat_texts(&pipeline);
+    assert!(
+        texts.iter().any(|t| t.contains("promoted from staging")
+            && t.contains("approved by @ana (Telegram 1111)")),
+        "{texts:#?}"
+    );
+}

@@ -198,3 +198,37 @@ fn a_promotion_from_nowhere_a_cycle_and_a_gate_without_sentry_are_refused_with_t
     .to_string();
     assert!(both.contains("not both"), "{both}");
 }
+
+#[test]
+fn chatops_allows_only_the_listed_people_and_needs_a_chat_to_listen_to() {
+    let config = Config::from_yaml(&format!(
+        "{EXAMPLE}chatops:\n  allow:\n    rollback: [1111, 2222]\n    deploy: [1111]\n"
+    ))
+    .unwrap();
+    assert!(config.chatops.enabled());
+    assert!(config.chatops.may(ChatPower::Rollback, 2222));
+    assert!(!config.chatops.may(ChatPower::Deploy, 2222));
+    assert!(!config.chatops.may(ChatPower::Promote, 1111));
+    assert_eq!(config.telegram_chats(), [-1001234567890]);
+
+    let no_chat = Config::from_yaml(
+        "channels:\n  ops: { slack: { webhook_secret: s } }\nchatops:\n  allow:\n    rollback: [1111]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(no_chat.contains("chatops.allow at line 5"), "{no_chat}");
+    assert!(no_chat.contains("none is defined"), "{no_chat}");
+
+    let group = Config::from_yaml(&format!(
+        "{EXAMPLE}chatops:\n  allow:\n    promote: [-1001234567890]\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(group.contains("chatops.allow.promote at line"), "{group}");
+    assert!(group.contains("is not a Telegram user id"), "{group}");
+
+    let nobody = Config::from_yaml(EXAMPLE).unwrap();
+    assert!(!nobody.chatops.enabled());
+    let local = Config::from_yaml("channels:\n  team: { console: { chat_id: -5 } }\n").unwrap();
+    assert_eq!(local.telegram_chats(), [-5]);
+}

@@ -302,6 +302,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn buttons_ride_as_an_inline_keyboard_and_an_edit_without_them_drops_it() {
+        let server = MockServer::start().await;
+        Mock::given(path("/bot123:abc/sendMessage"))
+            .and(body_partial_json(json!({
+                "reply_markup": {"inline_keyboard": [[
+                    {"text": "Roll back production", "callback_data": "a:0123abcd"}
+                ]]}
+            })))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": true, "result": {"message_id": 8}})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(path("/bot123:abc/editMessageText"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": true, "result": {"message_id": 8}})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let t = telegram(&server);
+        let button = ChatButton {
+            label: "Roll back production".into(),
+            id: "0123abcd".into(),
+        };
+        assert_eq!(
+            t.post_with("Live", std::slice::from_ref(&button))
+                .await
+                .unwrap(),
+            Some("8".into())
+        );
+        t.edit_with("8", "Queued", &[]).await.unwrap();
+        let requests = server.received_requests().await.unwrap();
+        let edit: Value = serde_json::from_slice(&requests[1].body).unwrap();
+        assert_eq!(edit["text"], "Queued");
+        assert!(edit.get("reply_markup").is_none(), "{edit}");
+    }
+
+    #[tokio::test]
     async fn a_group_that_became_a_supergroup_gets_its_messages_and_is_told_once() {
         // Telegram answers a call to the old id of an upgraded group with 400 and
         // `parameters.migrate_to_chat_id` (Bot API, *ResponseParameters*).
