@@ -368,18 +368,15 @@ async fn route(
             (r.status, r.message)
         }
         (true, "/sentry/legacy") => {
-            let token = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("token="))
-                .unwrap_or("")
-                .to_string();
+            let token = query_param(&query, "token").unwrap_or("").to_string();
             let r = alert_forwarder::handle_legacy(&stack.alerts, &token, &body).await;
             (r.status, r.message)
         }
         (true, "/telegram") => match &stack.chatops {
             // The answer is a Bot API call for Telegram to make, as the function's is.
             Some(chatops) => {
-                let answer = chat_ops::handle_update(chatops, &headers, &body).await;
+                let bot = query_param(&query, "bot");
+                let answer = chat_ops::handle_update(chatops, &headers, &body, bot).await;
                 return Ok(json_response(answer.status, answer.body.to_string()));
             }
             None => (
@@ -398,6 +395,13 @@ async fn route(
     };
     let body = serde_json::json!({ "message": message }).to_string();
     Ok(json_response(status, body))
+}
+
+/// A query parameter's value as sent (tokens and usernames need no decoding).
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -220,7 +220,7 @@ async fn a_dry_run_plans_everything_and_changes_nothing() {
         "create     codebuild project pax-user: GitHub source pax-app/User",
         "create     codebuild project pax-web-forks (forks)",
         "create     github webhook pax-app/User: http://",
-        "create     telegram webhook of the bot in telegram_bot_token: url https://chatops.example.com/telegram; secret token (new)",
+        "create     telegram webhook of @shipline_bot: url https://chatops.example.com/telegram?bot=shipline_bot; secret token (new)",
         "9 to create, 0 to update, 1 unchanged, 0 need you",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
@@ -288,7 +288,10 @@ fn assert_telegram_webhook(world: &World, secret: &Value) {
     let telegram_secret = secret["telegram_webhook_secret"].as_str().unwrap();
     assert_eq!(telegram_secret.len(), 64);
     let hook = world.telegram.webhook.lock().unwrap();
-    assert_eq!(hook.url, "https://chatops.example.com/telegram");
+    assert_eq!(
+        hook.url,
+        "https://chatops.example.com/telegram?bot=shipline_bot"
+    );
     assert_eq!(hook.secret_token, telegram_secret);
     assert_eq!(
         hook.allowed_updates.as_deref(),

@@ -54,8 +54,9 @@ pub enum StateKey<'a> {
     Builds(&'a str),
     /// `action:<id>`: what a chat button does, and who pressed it first (`ChatAction`).
     Action(&'a str),
-    /// `telegram-update:<update_id>`: chat-ops answered this Telegram update.
-    TelegramUpdate(i64),
+    /// `telegram-update:<bot>:<update_id>`: chat-ops answered this Telegram update (update ids
+    /// count per bot).
+    TelegramUpdate(&'a str),
 }
 
 impl fmt::Display for StateKey<'_> {
@@ -319,11 +320,15 @@ pub enum ActionKind {
 pub struct Taken {
     pub by: String,
     pub at: String,
-    /// The Telegram update that took it: its retry goes on, anyone else's press does not.
-    pub update_id: i64,
+    /// The Telegram update that took it (`<bot>:<update_id>`): its retry goes on, anyone
+    /// else's press does not.
+    pub update: String,
 }
 
 impl ChatAction {
+    /// A button's action lives as long as its message is edited (the notifier's thread).
+    pub const TTL_SECS: i64 = 30 * 24 * 3600;
+
     /// The action's id: the same action (a retried deploy message) gets the same id.
     pub fn id_of(kind: ActionKind, target: &str, sha: &str, release: Option<&str>) -> String {
         use sha2::{Digest, Sha256};

@@ -329,4 +329,19 @@ async fn a_promotion_waiting_for_approval_is_promoted_by_its_button() {
             && t.contains("approved by @ana (Telegram 1111)")),
         "{texts:#?}"
     );
+    // GitHub's production deployment names who approved it; staging's, nobody.
+    let created = pipeline.github.calls("POST", "/deployments");
+    let created: Vec<_> = created
+        .iter()
+        .filter(|c| !c.path.contains("/statuses"))
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert_eq!(created[0].body["environment"], "staging");
+    assert!(created[0].body["payload"].get("requested_by").is_none());
+    assert_eq!(created[1].body["environment"], "production");
+    assert_eq!(
+        created[1].body["payload"]["requested_by"],
+        "@ana (Telegram 1111)"
+    );
+    assert_eq!(production.by.as_deref(), Some("@ana (Telegram 1111)"));
 }

@@ -215,7 +215,7 @@ async fn telegram(
     update: &serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
     let response = reqwest::Client::new()
-        .post(format!("http://{addr}/telegram"))
+        .post(format!("http://{addr}/telegram?bot=demo_shipline_bot"))
         .header("content-type", "application/json")
         .header("x-telegram-bot-api-secret-token", TELEGRAM_SECRET)
         .json(update)

@@ -18,7 +18,7 @@ use shared::github::deliveries::HookScope;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::setup::telegram::{BotApi, WebhookInfo};
+use super::setup::telegram::{BotApi, WebhookInfo, webhook_url};
 use super::setup::{self, Change, ConfigSource, codebuild, hooks};
 use crate::stack::{Aws, Stack, StackSecret};
 use crate::ui::Ui;
@@ -473,7 +473,8 @@ async fn telegram_checks(stack: &Stack, secret: &StackSecret, config: &Config) -
             .username
             .map_or_else(|| "the bot".into(), |u| format!("@{u}"));
         if bots.insert(telegram.bot_token_secret()) {
-            checks.push(bot_webhook_check(stack, &api, &handle).await);
+            let username = handle.trim_start_matches('@');
+            checks.push(bot_webhook_check(stack, &api, &handle, username).await);
         }
         let chat = json!({"chat_id": telegram.chat_id});
         let info: ChatInfo = match api.call("getChat", chat).await {
@@ -526,7 +527,7 @@ async fn telegram_checks(stack: &Stack, secret: &StackSecret, config: &Config) -
 
 /// The bot's webhook (`getWebhookInfo`): chat-ops' URL, the updates it answers, and no recent
 /// delivery error.
-async fn bot_webhook_check(stack: &Stack, api: &BotApi, handle: &str) -> Check {
+async fn bot_webhook_check(stack: &Stack, api: &BotApi, handle: &str, username: &str) -> Check {
     let name = format!("telegram webhook of {handle}");
     let fix = format!("shipline setup --stack {}", stack.name);
     let Ok(want) = stack.output("TelegramWebhookUrl") else {
@@ -536,6 +537,7 @@ async fn bot_webhook_check(stack: &Stack, api: &BotApi, handle: &str) -> Check {
             format!("sam deploy --stack-name {}, then {fix}", stack.name),
         );
     };
+    let want = webhook_url(want, username);
     let info: WebhookInfo = match api.call("getWebhookInfo", json!({})).await {
         Ok(info) => info,
         Err(e) => return Check::fail(name, e.to_string(), fix),
@@ -547,7 +549,7 @@ async fn bot_webhook_check(stack: &Stack, api: &BotApi, handle: &str) -> Check {
             "no webhook is set: the chat's commands and buttons reach nobody",
             fix,
         ),
-        WebhookInfo { ref url, .. } if url != want => Check::fail(
+        WebhookInfo { ref url, .. } if *url != want => Check::fail(
             name,
             format!("updates go to {url}, not to the stack ({want})"),
             fix,

@@ -96,8 +96,12 @@ pub async fn finalize(
     if let Some((rule, repo_name)) = deploy {
         request_deploy(deps, &run, build, rule, repo_name, artifacts.clone()).await?;
     }
-    if run.final_status.is_none() {
-        records::add_built(state, &run, build, &verdict, final_status, artifacts, now).await?;
+    // Best effort: the build's status and story never wait on the list `/deploy` reads.
+    if run.final_status.is_none()
+        && let Err(e) =
+            records::add_built(state, &run, build, &verdict, final_status, artifacts, now).await
+    {
+        warn!(error = %e, "the build is not in its repo's recent builds");
     }
 
     // Recorded before it is posted, so that a pending status posted after it is followed by

@@ -10,7 +10,8 @@ use shared::messages::{
 };
 use shared::ports::{OutgoingMessage, Precondition, QueueError, StateError};
 use shared::records::{
-    ActionKind, BuiltCommit, ChatAction, LiveRecord, RecentBuilds, StateKey, Taken,
+    ActionKind, BuiltCommit, ChatAction, LiveRecord, PendingPromotions, RecentBuilds, StateKey,
+    Taken,
 };
 use tracing::{info, warn};
 
@@ -27,15 +28,52 @@ pub enum ActError {
     Queue(#[from] QueueError),
 }
 
+impl shared::ports::Retryable for ActError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            ActError::State(e) => e.is_retryable(),
+            ActError::Queue(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// One update as it came: which bot it came to (the webhook URL's `?bot=`, when set) and its id,
+/// which together name it (update ids count per bot).
+pub struct Received<'a> {
+    pub update: &'a crate::telegram::Update,
+    pub bot: Option<&'a str>,
+}
+
+impl Received<'_> {
+    /// `<bot>:<update_id>`: the update's name in records and deduplication ids.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.bot.unwrap_or("-"), self.update.update_id)
+    }
+}
+
+/// Refuses a chat that is not one of the config's, saying how to fix a group that became a
+/// supergroup (its id changes, and Telegram says so only to the notifier).
+fn not_ours(chat: i64) -> String {
+    format!(
+        "This chat ({chat}) is not one of shipline's chats: nothing is shown or done here. \
+         If this group became a supergroup, set its channel's chat_id to {chat} in shipline's config."
+    )
+}
+
 /// What to answer an update, after doing what it asks.
-pub async fn decide(deps: &Deps, update: &crate::telegram::Update) -> Result<Call, ActError> {
+pub async fn decide(deps: &Deps, received: &Received<'_>) -> Result<Call, ActError> {
+    let update = received.update;
     if let Some(query) = &update.callback_query {
-        return press(deps, query, update.update_id).await;
+        return press(deps, query, &received.id()).await;
     }
     let Some(message) = &update.message else {
         return Ok(Call::nothing());
     };
-    let Some(parsed) = message.text.as_deref().and_then(command::parse) else {
+    let Some(parsed) = message
+        .text
+        .as_deref()
+        .and_then(|text| command::parse(text, received.bot))
+    else {
         return Ok(Call::nothing());
     };
     if !deps.config.telegram_chats().contains(&message.chat.id) {
@@ -43,10 +81,7 @@ pub async fn decide(deps: &Deps, update: &crate::telegram::Update) -> Result<Cal
             chat = message.chat.id,
             "a command from a chat shipline does not post to"
         );
-        return Ok(Call::reply(
-            message,
-            "This chat is not one of shipline's chats: nothing is shown or done here.",
-        ));
+        return Ok(Call::reply(message, &not_ours(message.chat.id)));
     }
     let command = match parsed {
         Ok(command) => command,
@@ -57,20 +92,20 @@ pub async fn decide(deps: &Deps, update: &crate::telegram::Update) -> Result<Cal
         Command::Status => crate::status::text(deps).await?,
         Command::Help => escape(command::USAGE),
         Command::Deploy { repo, args } => {
-            let ask = Ask::of(deps, message, update.update_id, ChatPower::Deploy);
+            let ask = Ask::of(deps, message, &received.id(), ChatPower::Deploy);
             match ask {
                 Err(refusal) => refusal,
                 Ok(ask) => deploy(deps, &ask, &repo, &args).await?,
             }
         }
         Command::Rollback { target, release } => {
-            match Ask::of(deps, message, update.update_id, ChatPower::Rollback) {
+            match Ask::of(deps, message, &received.id(), ChatPower::Rollback) {
                 Err(refusal) => refusal,
                 Ok(ask) => rollback(deps, &ask, &target, release).await?,
             }
         }
         Command::Promote { target } => {
-            match Ask::of(deps, message, update.update_id, ChatPower::Promote) {
+            match Ask::of(deps, message, &received.id(), ChatPower::Promote) {
                 Err(refusal) => refusal,
                 Ok(ask) => promote(deps, &ask, &target).await?,
             }
@@ -89,17 +124,12 @@ struct Ask {
 
 impl Ask {
     /// The person who sent `message`, if they may take `power`; else the polite refusal.
-    fn of(
-        deps: &Deps,
-        message: &Message,
-        update_id: i64,
-        power: ChatPower,
-    ) -> Result<Self, String> {
+    fn of(deps: &Deps, message: &Message, update: &str, power: ChatPower) -> Result<Self, String> {
         let person = sender(message)?;
         allowed(&deps.config, person, power)?;
         Ok(Self {
             by: person.attribution(),
-            dedup: format!("chatops:{update_id}"),
+            dedup: format!("chatops:{update}"),
             at: deps.clock.rfc3339(),
         })
     }
@@ -197,12 +227,14 @@ async fn rollback(
     };
     let Some(live) = live(deps, &target).await? else {
         return Ok(format!(
-            "Nothing is recorded as live on <code>{target}</code>: nothing to roll back."
+            "Nothing is recorded as live on <code>{}</code>: nothing to roll back.",
+            escape(&target)
         ));
     };
     if release.is_none() && live.history.is_empty() {
         return Ok(format!(
-            "No release of <code>{target}</code> before {} is recorded: nothing to roll back to.",
+            "No release of <code>{}</code> before {} is recorded: nothing to roll back to.",
+            escape(&target),
             escape(&release_name(&live))
         ));
     }
@@ -224,8 +256,9 @@ async fn rollback(
     .await?;
     let to = release.map_or_else(|| "the release before".to_string(), |r| escape(&r));
     Ok(format!(
-        "⏪ Rollback of <code>{target}</code> from {} to {to} queued, asked for by {}. \
-         The deploy's message will say when it is done.",
+        "⏪ Rollback of <code>{}</code> from {} to {to} queued, asked for by {}. \
+                  The deploy's message will say when it is done.",
+        escape(&target),
         escape(&release_name(&live)),
         escape(&ask.by)
     ))
@@ -242,7 +275,8 @@ async fn promote(deps: &Deps, ask: &Ask, target: &str) -> Result<String, ActErro
     };
     let Some(from) = rule.promoted_from() else {
         return Ok(format!(
-            "<code>{target}</code> is not promoted to: it releases branch <code>{}</code> as it goes green.",
+            "<code>{}</code> is not promoted to: it releases branch <code>{}</code> as it goes green.",
+            escape(&target),
             escape(&rule.branch)
         ));
     };
@@ -261,9 +295,10 @@ async fn promote(deps: &Deps, ask: &Ask, target: &str) -> Result<String, ActErro
     )
     .await?;
     Ok(format!(
-        "⏫ Promotion of what waits on {} to {} (<code>{target}</code>) queued, asked for by {}.",
+        "⏫ Promotion of what waits on {} to {} (<code>{}</code>) queued, asked for by {}.",
         escape(from),
         escape(&rule.environment),
+        escape(&target),
         escape(&ask.by)
     ))
 }
@@ -285,10 +320,11 @@ fn branch_of<'a>(repo: &'a Repo, rule: &'a DeployRule) -> &'a str {
 
 /// Which of the repo's rules a `/deploy` means, and which build: `[sha|branch] [environment]`.
 fn deploy_rule<'a>(
+    repo_name: &str,
     repo: &'a Repo,
     args: &[String],
 ) -> Result<(&'a DeployRule, Option<String>), String> {
-    let environments: Vec<&str> = repo.deploy.iter().map(|r| r.environment.as_str()).collect();
+    let environments: Vec<String> = repo.deploy.iter().map(|r| escape(&r.environment)).collect();
     let by_env = |env: &str| repo.deploy.iter().find(|r| r.environment == env);
     let (rev, env) = match args {
         [] => (None, None),
@@ -317,12 +353,23 @@ fn deploy_rule<'a>(
                     return Err(format!(
                         "Say which environment: {} (e.g. /deploy owner/repo master {}).",
                         environments.join(", "),
-                        environments.first().copied().unwrap_or("production")
+                        environments.first().map_or("production", String::as_str)
                     ));
                 }
             }
         }
     };
+    // An environment promoted to takes what proved itself on its source, through its gate:
+    // `/promote` (with its own right), never a `/deploy` past it.
+    if let Some(from) = rule.promoted_from() {
+        return Err(format!(
+            "{} takes its releases from {} (gate: {}): use /promote {}.",
+            escape(&rule.environment),
+            escape(from),
+            shared::overview::gate_name(rule.gate()),
+            escape(&rule.target_key(repo_name))
+        ));
+    }
     Ok((rule, rev))
 }
 
@@ -341,13 +388,27 @@ async fn deploy(deps: &Deps, ask: &Ask, repo: &str, args: &[String]) -> Result<S
             built.pull_request.unwrap_or_default()
         ));
     };
+    // A Heroku release is of images; a build keeps their ids only where a deploy rule
+    // released it (build-dispatch reads the exported variables then).
+    let images = built
+        .artifacts
+        .keys()
+        .any(|k| k.starts_with("SHIPLINE_IMAGE_"));
+    if rule.heroku.is_some() && !images {
+        return Ok(format!(
+            "The build of <code>{short}</code> ({}) kept no image ids to release (a build keeps \
+             them when a deploy rule released its branch). Nothing deployed.",
+            escape(&branch)
+        ));
+    }
     let target = rule.target_key(repo_name);
     if let Some(live) = live(deps, &target).await?
         && live.sha == built.sha
     {
         return Ok(format!(
-            "<code>{short}</code> is already live on {} (<code>{target}</code>, {}).",
+            "<code>{short}</code> is already live on {} (<code>{}</code>, {}).",
             escape(&rule.environment),
+            escape(&target),
             escape(&release_name(&live))
         ));
     }
@@ -372,10 +433,11 @@ async fn deploy(deps: &Deps, ask: &Ask, repo: &str, args: &[String]) -> Result<S
     let message = DeployQueueMessage::Deploy(Box::new(request));
     enqueue(deps, &message, &target, &ask.dedup).await?;
     Ok(format!(
-        "🚀 Deploy of <code>{short}</code> ({}) to {} (<code>{target}</code>) queued, asked for by {}. \
-         Its message follows here.",
+        "🚀 Deploy of <code>{short}</code> ({}) to {} (<code>{}</code>) queued, asked for by {}. \
+                  Its message follows here.",
         escape(&branch),
         escape(&rule.environment),
+        escape(&target),
         escape(&ask.by)
     ))
 }
@@ -402,7 +464,7 @@ async fn green_build<'a>(
     if repo_config.deploy.is_empty() {
         return Ok(Err(format!("{} has no deploy target.", escape(repo_name))));
     }
-    let (rule, rev) = match deploy_rule(repo_config, args) {
+    let (rule, rev) = match deploy_rule(repo_name, repo_config, args) {
         Ok(found) => found,
         Err(why) => return Ok(Err(why)),
     };
@@ -443,13 +505,13 @@ async fn green_build<'a>(
 
 /// A button pressed: answered at once (`answerCallbackQuery`); its action taken once, queued,
 /// and its message edited to say so.
-async fn press(deps: &Deps, query: &CallbackQuery, update_id: i64) -> Result<Call, ActError> {
+async fn press(deps: &Deps, query: &CallbackQuery, update: &str) -> Result<Call, ActError> {
     let refuse = |text: &str| Ok(Call::answer(query, text, true));
     let Some(on) = &query.message else {
         return refuse("This button is not shipline's.");
     };
     if !deps.config.telegram_chats().contains(&on.chat.id) {
-        return refuse("This chat is not one of shipline's chats: nothing done.");
+        return refuse(&not_ours(on.chat.id));
     }
     let Some(id) = query
         .data
@@ -463,7 +525,7 @@ async fn press(deps: &Deps, query: &CallbackQuery, update_id: i64) -> Result<Cal
     let Some(stored) = deps.state.read::<ChatAction>(key, now).await? else {
         return refuse("This button has expired: use the command instead (/help).");
     };
-    if let Some(why) = refusal(deps, query, &stored.value, update_id).await? {
+    if let Some(why) = refusal(deps, query, &stored.value, update).await? {
         return refuse(&why);
     }
     let action = stored.value.clone();
@@ -474,15 +536,24 @@ async fn press(deps: &Deps, query: &CallbackQuery, update_id: i64) -> Result<Cal
         taken.taken = Some(Taken {
             by: by.clone(),
             at: at.clone(),
-            update_id,
+            update: update.to_string(),
         });
         // Only the first press writes over the untaken action; a press at the same moment
-        // finds it taken.
+        // finds it taken. The record keeps its month.
         let version = Precondition::Version(stored.version);
-        match deps.state.write(key, &taken, version, None, now).await {
+        let expires = Some(now + crate::ACTION_TTL_SECS);
+        match deps.state.write(key, &taken, version, expires, now).await {
             Ok(_) => {}
             Err(StateError::ConditionFailed) => {
-                return refuse("Someone pressed it a moment ago: nothing more done.");
+                // The same update delivered twice at once took it: this one goes on too (its
+                // queue message is one by its deduplication id). Anyone else's did not.
+                let now_taken = deps.state.read_value::<ChatAction>(key, now).await?;
+                let ours = now_taken
+                    .and_then(|a| a.taken)
+                    .is_some_and(|t| t.update == update);
+                if !ours {
+                    return refuse("Someone pressed it a moment ago: nothing more done.");
+                }
             }
             Err(e) => return Err(e.into()),
         }
@@ -500,7 +571,7 @@ async fn refusal(
     deps: &Deps,
     query: &CallbackQuery,
     action: &ChatAction,
-    update_id: i64,
+    update: &str,
 ) -> Result<Option<String>, ActError> {
     let power = match action.kind {
         ActionKind::Rollback => ChatPower::Rollback,
@@ -513,22 +584,41 @@ async fn refusal(
         return Ok(Some(strip_tags(&why)));
     }
     if let Some(taken) = &action.taken
-        && taken.update_id != update_id
+        && taken.update != update
     {
         return Ok(Some(format!(
             "Already asked for by {} at {}: nothing more done.",
             taken.by, taken.at
         )));
     }
-    if action.kind == ActionKind::Rollback
-        && let Some(release) = &action.release
-    {
-        let current = live(deps, &action.target).await?;
-        if current.as_ref().is_none_or(|l| l.release_id != *release) {
-            return Ok(Some(format!(
-                "This release is no longer live on {}: nothing to roll back.",
-                action.target
-            )));
+    match action.kind {
+        ActionKind::Rollback => {
+            let current = live(deps, &action.target).await?;
+            if current
+                .as_ref()
+                .is_none_or(|l| Some(&l.release_id) != action.release.as_ref())
+            {
+                return Ok(Some(format!(
+                    "This release is no longer live on {}: nothing to roll back.",
+                    action.target
+                )));
+            }
+        }
+        ActionKind::Promote => {
+            let pending: PendingPromotions = deps
+                .state
+                .read_value(StateKey::Promotions, deps.clock.unix())
+                .await?
+                .unwrap_or_default();
+            if pending
+                .get(action.target.as_str())
+                .is_none_or(|p| p.request.sha != action.sha)
+            {
+                return Ok(Some(format!(
+                    "This release no longer waits to be promoted to {}: nothing done.",
+                    action.target
+                )));
+            }
         }
     }
     Ok(None)

@@ -13,19 +13,22 @@ pub mod telegram;
 use std::sync::Arc;
 
 use lambda_http::http::{HeaderMap, Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::{Deserialize, Serialize};
 use shared::config::Config;
-use shared::ports::{Clock, Precondition, Queue, StateError, StateStore};
+use shared::ports::{Clock, Precondition, Queue, Retryable, StateError, StateStore};
 use shared::records::StateKey;
 use shared::secrets::SecretString;
-use tracing::{Instrument, info, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::telegram::{Call, SECRET_HEADER, Update};
 
 /// The environment variable listing the dead-letter queues `/status` reports, as
 /// comma-separated `name=url` pairs.
 pub const DEAD_LETTER_QUEUES: &str = "DEAD_LETTER_QUEUES";
+
+/// How long a pressed button's action is kept (as long as its message is edited).
+pub const ACTION_TTL_SECS: i64 = shared::records::ChatAction::TTL_SECS;
 
 /// Telegram keeps an undelivered update for 24 hours: two days of memory covers its retries.
 const UPDATE_TTL_SECS: i64 = 2 * 24 * 3600;
@@ -90,7 +93,9 @@ pub async fn handle(
             "Telegram POSTs updates here",
         )
     } else {
-        handle_update(deps, request.headers(), request.body().as_ref()).await
+        let params = request.query_string_parameters();
+        let bot = params.first("bot");
+        handle_update(deps, request.headers(), request.body().as_ref(), bot).await
     };
     Ok(answer.into_response())
 }
@@ -104,8 +109,15 @@ struct Answered {
 }
 
 /// One webhook request, from raw headers and body to the answer. Shared by the Lambda handler
-/// and the local server.
-pub async fn handle_update(deps: &Deps, headers: &HeaderMap, body: &[u8]) -> Answer {
+/// and the local server. `bot` is the webhook URL's `?bot=` (this bot's username, which
+/// `shipline setup` puts there): it names the updates, and tells this bot's commands from
+/// another's.
+pub async fn handle_update(
+    deps: &Deps,
+    headers: &HeaderMap,
+    body: &[u8],
+    bot: Option<&str>,
+) -> Answer {
     // Nothing is parsed before the caller is known.
     let given = headers
         .get(SECRET_HEADER)
@@ -133,31 +145,54 @@ pub async fn handle_update(deps: &Deps, headers: &HeaderMap, body: &[u8]) -> Ans
         }
     };
     let span = tracing::info_span!("update", update_id = update.update_id);
-    once(deps, &update).instrument(span).await
+    let bot = bot.filter(|b| is_username(b));
+    once(
+        deps,
+        &act::Received {
+            update: &update,
+            bot,
+        },
+    )
+    .instrument(span)
+    .await
 }
 
-/// Answers an update once: a retried update gets the answer recorded the first time.
-async fn once(deps: &Deps, update: &Update) -> Answer {
+/// A Telegram username: 5-32 of `a-z`, `0-9` and `_` (anything else in `?bot=` is ignored).
+fn is_username(name: &str) -> bool {
+    (5..=32).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Answers an update once: a retried update gets the answer recorded the first time. Telegram
+/// holds a chat's later updates while one fails, so only what a retry can help is a `503`;
+/// anything else is answered (and said) at once.
+async fn once(deps: &Deps, received: &act::Received<'_>) -> Answer {
     let now = deps.clock.unix();
-    let key = StateKey::TelegramUpdate(update.update_id);
+    let id = received.id();
+    let key = StateKey::TelegramUpdate(&id);
     match deps.state.read_value::<Answered>(key, now).await {
         Ok(Some(answered)) => {
             info!("answered before; the same answer again");
             return Answer::call(&Call(answered.call));
         }
         Ok(None) => {}
-        Err(e) => {
+        Err(e) if e.is_retryable() => {
             warn!(error = %e, "cannot read the update record; Telegram will retry");
             return Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "state unavailable; retry");
         }
+        // An unreadable record of this update: answer it anew rather than block the chat.
+        Err(e) => error!(error = %e, "the update record is unreadable; answering anew"),
     }
-    let call = match act::decide(deps, update).await {
+    let call = match act::decide(deps, received).await {
         Ok(call) => call,
-        Err(e) => {
+        Err(e) if e.is_retryable() => {
             // Nothing was recorded as done: Telegram's retry of this update tries again, and
             // what was already queued is absorbed by its FIFO deduplication id.
             warn!(error = %e, "update not handled; Telegram will retry");
             return Answer::refuse(StatusCode::SERVICE_UNAVAILABLE, "try again later");
+        }
+        Err(e) => {
+            error!(error = %e, "update cannot be handled");
+            Call::failure(received.update)
         }
     };
     let record = Answered {

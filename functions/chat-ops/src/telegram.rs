@@ -131,21 +131,45 @@ impl Call {
         })))
     }
 
+    /// What an update that cannot be handled is answered: said in the chat (or on the button),
+    /// with the detail left to the logs.
+    pub fn failure(update: &Update) -> Self {
+        const TEXT: &str = "Sorry, shipline cannot do this now: a record it needs is unreadable \
+                            or a request was refused. The ChatOps function's logs have the detail.";
+        if let Some(query) = &update.callback_query {
+            return Self::answer(query, TEXT, true);
+        }
+        match &update.message {
+            Some(message) => Self::reply(message, TEXT),
+            None => Self::nothing(),
+        }
+    }
+
     /// The response body: the call, or an empty object when there is none.
     pub fn body(&self) -> Value {
         self.0.clone().unwrap_or_else(|| json!({}))
     }
 }
 
-/// Keeps a reply within Telegram's 4096 characters.
+/// Keeps a reply within Telegram's 4096 characters, cut at a line break (each line closes its
+/// own tags); a text with none is cut at its last tag or entity boundary.
 fn cut(text: &str) -> String {
     if text.chars().count() <= MAX_TEXT {
         return text.to_string();
     }
     let mut out: String = text.chars().take(MAX_TEXT - 1).collect();
-    // Never leave a tag open: cut back to the last line break.
-    if let Some(end) = out.rfind('\n') {
-        out.truncate(end);
+    match out.rfind('\n') {
+        Some(end) => out.truncate(end),
+        None => {
+            // Never end inside a tag or an entity: back to before the last `<` or `&` that is
+            // not closed.
+            let open = out
+                .rfind(['<', '&'])
+                .filter(|&at| !out[at..].contains(['>', ';']));
+            if let Some(at) = open {
+                out.truncate(at);
+            }
+        }
     }
     out.push('…');
     out

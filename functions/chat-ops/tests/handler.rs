@@ -15,6 +15,7 @@ use shared::records::{
 use shared::secrets::SecretString;
 
 const SECRET: &str = "s3cret-token_for-telegram";
+const BOT: &str = "shipline_bot";
 const CHAT: i64 = -1001234567890;
 const ANA: i64 = 1111;
 const BOB: i64 = 2222;
@@ -115,6 +116,7 @@ async fn send(w: &World, update: &Value) -> Answer {
         &w.deps,
         &headers(Some(SECRET)),
         update.to_string().as_bytes(),
+        Some(BOT),
     )
     .await
 }
@@ -165,7 +167,7 @@ async fn a_forged_or_missing_secret_token_is_refused_before_anything_is_read() {
     let w = world();
     let body = message(1, ANA, "/rollback heroku:pax-user").to_string();
     for token in [None, Some("wrong"), Some("")] {
-        let answer = handle_update(&w.deps, &headers(token), body.as_bytes()).await;
+        let answer = handle_update(&w.deps, &headers(token), body.as_bytes(), Some(BOT)).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     }
     assert!(w.deploys.is_empty() && w.state.keys().is_empty());
@@ -209,7 +211,19 @@ async fn an_allowed_rollback_queues_one_request_pinned_to_the_live_release() {
         text_of(&first).contains("Rollback of <code>heroku:pax-user</code> from v42"),
         "{first:?}"
     );
-    // Telegram retries an update whose answer it did not get: the same answer, nothing twice.
+    // Telegram retries an update whose answer it did not get: the recorded answer, nothing
+    // twice (even though what is live changed in between).
+    assert!(
+        w.state
+            .keys()
+            .contains(&"telegram-update:shipline_bot:7".to_string())
+    );
+    put(
+        &w,
+        StateKey::Live("heroku:pax-user"),
+        &live(43, &"d".repeat(40)),
+    )
+    .await;
     let again = send(&w, &update).await;
     assert_eq!(again, first);
     let queued = queued(&w);
@@ -407,7 +421,7 @@ async fn nonsense_gets_the_usage_and_an_unreadable_update_never_blocks_the_chat(
     let w = world();
     let usage = text_of(&send(&w, &message(40, BOB, "/frobnicate")).await);
     assert!(usage.contains("/rollback TARGET [version]"), "{usage}");
-    let answer = handle_update(&w.deps, &headers(Some(SECRET)), b"{not json").await;
+    let answer = handle_update(&w.deps, &headers(Some(SECRET)), b"{not json", Some(BOT)).await;
     assert_eq!(
         (answer.status, answer.body.clone()),
         (StatusCode::OK, json!({}))
@@ -422,4 +436,106 @@ async fn a_state_outage_is_a_retry_not_an_answer() {
     w.state.set_unavailable(true);
     let answer = send(&w, &message(50, ANA, "/status")).await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_press_whose_queue_send_failed_is_retried_by_telegram_and_queued_once() {
+    let w = world();
+    put(
+        &w,
+        StateKey::Live("heroku:pax-user"),
+        &live(42, &"c".repeat(40)),
+    )
+    .await;
+    let data = rollback_button(&w).await;
+    w.deploys.fail_next_sends(1);
+    let failed = send(&w, &press(60, ANA, &data)).await;
+    assert_eq!(failed.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(w.deploys.is_empty());
+    // The action is taken by this update: its retry goes on, anyone else's press does not.
+    let retried = send(&w, &press(60, ANA, &data)).await;
+    assert_eq!(text_of(&retried), "Rollback of heroku:pax-user queued");
+    let other = send(&w, &press(61, ANA, &data)).await;
+    assert!(
+        text_of(&other).starts_with("Already asked for"),
+        "{other:?}"
+    );
+    assert_eq!(queued(&w).len(), 1);
+}
+
+#[tokio::test]
+async fn another_bots_command_is_left_alone() {
+    let w = world();
+    put(
+        &w,
+        StateKey::Live("heroku:pax-user"),
+        &live(42, &"c".repeat(40)),
+    )
+    .await;
+    let answer = send(&w, &message(70, ANA, "/rollback@other_bot heroku:pax-user")).await;
+    assert_eq!(answer.body, json!({}));
+    assert!(w.deploys.is_empty());
+}
+
+#[tokio::test]
+async fn what_no_retry_can_fix_is_answered_at_once_and_never_blocks_the_chat() {
+    let w = world();
+    let state: &dyn StateStore = w.state.as_ref();
+    state
+        .put(
+            "builds:pax-app/user",
+            json!({"builds": "not a list"}),
+            Precondition::None,
+            None,
+            0,
+        )
+        .await
+        .unwrap();
+    let answer = send(&w, &message(80, ANA, "/deploy pax-app/User master staging")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        text_of(&answer).contains("cannot do this now"),
+        "{answer:?}"
+    );
+    assert!(w.deploys.is_empty());
+}
+
+#[tokio::test]
+async fn deploying_past_a_promotion_gate_or_promoting_what_no_longer_waits_is_refused() {
+    let w = world();
+    let text = text_of(
+        &send(
+            &w,
+            &message(90, ANA, "/deploy pax-app/User master production"),
+        )
+        .await,
+    );
+    assert!(
+        text.contains("production takes its releases from staging (gate: approval): use /promote heroku:pax-user"),
+        "{text}"
+    );
+    let id = ChatAction::id_of(
+        ActionKind::Promote,
+        "heroku:pax-user",
+        &"a".repeat(40),
+        Some("rel-12"),
+    );
+    let action = ChatAction {
+        kind: ActionKind::Promote,
+        target: "heroku:pax-user".into(),
+        sha: "a".repeat(40).into(),
+        release: Some("rel-12".into()),
+        thread_key: "build:pax-app/User@a".into(),
+        channels: vec!["team".into()],
+        facts: Facts::default(),
+        shown_as: NotificationKind::DeploySucceeded,
+        taken: None,
+    };
+    put(&w, StateKey::Action(&id), &action).await;
+    let moot = send(&w, &press(91, ANA, &format!("a:{id}"))).await;
+    assert!(
+        text_of(&moot).contains("no longer waits to be promoted"),
+        "{moot:?}"
+    );
+    assert!(w.deploys.is_empty());
 }

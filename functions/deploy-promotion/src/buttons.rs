@@ -10,8 +10,7 @@ use tracing::warn;
 use crate::Deps;
 use crate::report::Chat;
 
-/// A button's action lives as long as its message is edited (the notifier's thread record).
-const ACTION_TTL_SECS: i64 = 30 * 24 * 3600;
+const ACTION_TTL_SECS: i64 = ChatAction::TTL_SECS;
 
 /// One button to offer.
 pub(crate) struct Offer {

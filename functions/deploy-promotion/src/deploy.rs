@@ -124,6 +124,18 @@ async fn order_guard(
             request.installation_id,
         )
         .await?;
+    // A person's release may be of any branch: it goes only if it holds everything live, never
+    // a commit that forked before it (which would drop what is live).
+    if request.requested_by.is_some()
+        && request.promotion.is_none()
+        && comparison == shared::ports::Comparison::Diverged
+    {
+        return Ok(Verdict::Skip(format!(
+            "{} has diverged from the live {}: it lacks commits that are live",
+            request.sha.short(),
+            live.sha.short()
+        )));
+    }
     if comparison.is_not_newer() {
         return Ok(Verdict::Skip(format!(
             "{} is behind the live {}",
@@ -318,7 +330,10 @@ impl Deploy<'_> {
             reason: (!reason.is_empty()).then(|| reason.join("; ")),
             ..self.chat.facts()
         };
-        let has_history = live.is_some();
+        // Something to roll back to: a release before this one (a retry finds this one live).
+        let has_history = live
+            .as_ref()
+            .is_some_and(|l| l.sha != request.sha || !l.history.is_empty());
         facts.actions = self.buttons(&facts, release_id, has_history).await;
         self.chat
             .tell(NotificationKind::DeploySucceeded, facts)
@@ -342,7 +357,7 @@ impl Deploy<'_> {
                 kind: ActionKind::Rollback,
                 target: request.target.clone(),
                 sha: request.sha.clone(),
-                release: Some(release_id),
+                release: Some(release_id.clone()),
                 label: format!("Roll back {}", self.rule.environment),
             });
         }
@@ -357,7 +372,9 @@ impl Deploy<'_> {
                         kind: ActionKind::Promote,
                         target: promotion.target_key(self.config_repo),
                         sha: request.sha.clone(),
-                        release: None,
+                        // This release of the source: pressed after a newer one, it does
+                        // nothing.
+                        release: Some(release_id.clone()),
                         label: format!("Promote to {}", promotion.environment),
                     });
                 }

@@ -79,6 +79,9 @@ pub(crate) async fn schedule(
                     release: version.map(str::to_string),
                     passed: String::new(),
                 }),
+                // Whoever asked for the source's release did not ask for this one: the gate,
+                // or the person who approves it, lets it through.
+                requested_by: None,
                 ..request.clone()
             },
             live_since: now,
@@ -368,6 +371,10 @@ pub(crate) async fn promote(
         return Ok(Outcome::Skipped(format!("not promoted: {gone}")));
     }
     let sha = deploy_request.sha.clone();
+    let deploy_request = DeployRequest {
+        requested_by: Some(request.requested_by.clone()),
+        ..deploy_request
+    };
     enqueue(
         deps,
         deploy_request,

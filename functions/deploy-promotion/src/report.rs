@@ -18,7 +18,14 @@ pub(crate) async fn create_deployment(
     let deployment = NewDeployment {
         sha: request.sha.to_string(),
         environment: request.environment.clone(),
-        description: format!("shipline: {} to {}", request.sha.short(), request.target),
+        description: match &request.requested_by {
+            Some(by) => format!(
+                "shipline: {} to {}, asked for by {by}",
+                request.sha.short(),
+                request.target
+            ),
+            None => format!("shipline: {} to {}", request.sha.short(), request.target),
+        },
         payload: match &request.requested_by {
             Some(by) => {
                 json!({ "target": request.target, "build_id": request.build_id, "requested_by": by })

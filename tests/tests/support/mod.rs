@@ -30,6 +30,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub const WEBHOOK_SECRET: &str = "pipeline webhook secret";
 pub const SENTRY_SECRET: &str = "pipeline sentry secret";
 pub const BOT: &str = "42:tok";
+/// The bot's username, as `shipline setup` puts it in the webhook URL (`?bot=`).
+pub const TELEGRAM_BOT: &str = "pipeline_bot";
 /// The `secret_token` given to Telegram's `setWebhook`.
 pub const TELEGRAM_SECRET: &str = "pipeline-telegram_secret";
 /// How long the adapters wait for an answer here: a fake's "timeout" answers after twice this.
@@ -755,6 +757,7 @@ impl Pipeline {
             &self.chatops,
             &header_map(&pairs),
             update.to_string().as_bytes(),
+            Some(TELEGRAM_BOT),
         )
         .await
     }

@@ -133,8 +133,25 @@ pub async fn webhook_steps(
     steps
 }
 
+/// The webhook URL of one bot: the stack's `/telegram`, with the bot's username, which names
+/// its updates and tells its commands from another bot's.
+pub fn webhook_url(stack_url: &str, username: &str) -> String {
+    format!("{stack_url}?bot={username}")
+}
+
 async fn webhook_step(api: BotApi, key: &str, url: &str, token: &WebhookSecret) -> Step {
-    let resource = format!("telegram webhook of the bot in {key}");
+    let bot: Bot = match api.call("getMe", json!({})).await {
+        Ok(bot) => bot,
+        Err(e) => {
+            return Step::blocked(
+                format!("telegram webhook of the bot in {key}"),
+                e.to_string(),
+                format!("put the token @BotFather gave in the secret's {key}"),
+            );
+        }
+    };
+    let resource = format!("telegram webhook of @{}", bot.username);
+    let url = &webhook_url(url, &bot.username);
     let info: WebhookInfo = match api.call("getWebhookInfo", json!({})).await {
         Ok(info) => info,
         Err(e) => {
@@ -146,7 +163,7 @@ async fn webhook_step(api: BotApi, key: &str, url: &str, token: &WebhookSecret) 
         }
     };
     let mut differs = Vec::new();
-    if info.url != url {
+    if info.url != *url {
         differs.push(if info.url.is_empty() {
             format!("url {url}")
         } else {
