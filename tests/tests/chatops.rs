@@ -19,7 +19,6 @@ use shared::ports::StateStore;
 use shared::records::{LiveRecord, StateKey};
 use support::{FaultPlan, Pipeline};
 
-const PUSH: &str = include_str!("../../functions/webhook-intake/testdata/github-push.json");
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
 const NEWER: &str = "7224839f38bf93d8c2b288d9e14f0a07f1bef357";
 const BROKEN: &str = "8335940a49ca04d9c399e0f1ae25b1851c0f0468";
@@ -47,23 +46,8 @@ repos:
         heroku: { app: hello-world }
 ";
 
-/// A push of `sha` to master, built with `status`, and everything after it.
 async fn pushed(pipeline: &Pipeline, sha: &str, delivery: &str, status: &str) {
-    pipeline
-        .heads
-        .lock()
-        .unwrap()
-        .insert(format!("{REPO}@master"), sha.into());
-    let push = PUSH.replace(SHA, sha);
-    assert_eq!(
-        pipeline
-            .github_delivers("push", delivery, push.as_bytes())
-            .await,
-        202
-    );
-    pipeline
-        .run_until_idle(status, Duration::from_secs(60))
-        .await;
+    pipeline.pushed(sha, delivery, status).await;
 }
 
 async fn live(pipeline: &Pipeline) -> LiveRecord {

@@ -21,7 +21,6 @@ use shared::ports::{OutgoingMessage, StateStore};
 use shared::records::{LiveRecord, PendingPromotions, StateKey};
 use support::{FaultPlan, Pipeline};
 
-const PUSH: &str = include_str!("../../functions/webhook-intake/testdata/github-push.json");
 const SENTRY_ISSUE: &str =
     include_str!("../../functions/alert-forwarder/testdata/sentry-issue-created.json");
 const SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
@@ -56,21 +55,7 @@ sentry:
 
 /// A push of `sha` to master, built green and released by master's rule.
 async fn released(pipeline: &Pipeline, sha: &str, delivery: &str) {
-    pipeline
-        .heads
-        .lock()
-        .unwrap()
-        .insert(format!("{REPO}@master"), sha.into());
-    let push = PUSH.replace(SHA, sha);
-    assert_eq!(
-        pipeline
-            .github_delivers("push", delivery, push.as_bytes())
-            .await,
-        202
-    );
-    pipeline
-        .run_until_idle("SUCCEEDED", Duration::from_secs(60))
-        .await;
+    pipeline.pushed(sha, delivery, "SUCCEEDED").await;
 }
 
 async fn live(pipeline: &Pipeline, target: &str) -> Option<LiveRecord> {

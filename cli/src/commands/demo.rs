@@ -176,7 +176,7 @@ async fn tell(story: Story, stack: &Stack, addr: SocketAddr, shop: &mut Shop, ui
 async fn from_the_chat(stack: &Stack, addr: SocketAddr, shop: &Shop, ui: &Ui) -> Ending {
     ui.step("in the team chat, Ana asks /status");
     let status = telegram(addr, &chat_message(1, ANA, "/status")).await?;
-    let lines: Vec<String> = plain(status["text"].as_str().unwrap_or(""))
+    let lines: Vec<String> = chat_ops::telegram::plain(status["text"].as_str().unwrap_or(""))
         .lines()
         .map(str::to_string)
         .collect();
@@ -245,17 +245,6 @@ fn press(update_id: i64, from: i64, data: &str) -> serde_json::Value {
         "message": {"message_id": 1, "date": 0, "chat": {"id": CHAT, "type": "supergroup"}},
         "data": data,
     }})
-}
-
-/// Telegram's HTML as the terminal shows it.
-fn plain(html: &str) -> String {
-    html.replace("<b>", "")
-        .replace("</b>", "")
-        .replace("<code>", "")
-        .replace("</code>", "")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }
 
 /// The throwaway repository the demo pushes from, and the files its staging and production

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use crate::Deps;
 use crate::command::{self, Command};
-use crate::telegram::{Call, CallbackQuery, Message, User, escape};
+use crate::telegram::{Call, CallbackQuery, Message, User, escape, plain};
 
 /// A failure a retry of the update can get past.
 #[derive(Debug, thiserror::Error)]
@@ -581,7 +581,7 @@ async fn refusal(
         return Ok(Some("Bots cannot act.".into()));
     }
     if let Err(why) = allowed(&deps.config, &query.from, power) {
-        return Ok(Some(strip_tags(&why)));
+        return Ok(Some(plain(&why)));
     }
     if let Some(taken) = &action.taken
         && taken.update != update
@@ -679,13 +679,4 @@ async fn edit(deps: &Deps, action: &ChatAction, by: &str, at: &str) {
     {
         warn!(error = %e, "the pressed message is not edited");
     }
-}
-
-/// An answer to a button shows plain text.
-fn strip_tags(text: &str) -> String {
-    text.replace("<code>", "")
-        .replace("</code>", "")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }

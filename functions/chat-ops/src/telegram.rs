@@ -175,6 +175,17 @@ fn cut(text: &str) -> String {
     out
 }
 
+/// Telegram's HTML as plain text (a button's notice, a terminal): the tags dropped, the
+/// entities read.
+pub fn plain(html: &str) -> String {
+    ["<b>", "</b>", "<code>", "</code>"]
+        .iter()
+        .fold(html.to_string(), |text, tag| text.replace(tag, ""))
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 /// Text from people and configs, safe inside Telegram's HTML.
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")

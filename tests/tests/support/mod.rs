@@ -737,6 +737,25 @@ impl Pipeline {
         }
     }
 
+    /// GitHub's sample push (`Codertocat/Hello-World`, master) of `sha`, with the branch's head
+    /// moved to it, built with `status`, and everything after it.
+    pub async fn pushed(&self, sha: &str, delivery: &str, status: &str) {
+        const PUSH: &str =
+            include_str!("../../../functions/webhook-intake/testdata/github-push.json");
+        const SAMPLE_SHA: &str = "6113728f27ae82c7b1a177c8d03f9e96e0adf246";
+        self.heads
+            .lock()
+            .unwrap()
+            .insert("Codertocat/Hello-World@master".into(), sha.into());
+        let push = PUSH.replace(SAMPLE_SHA, sha);
+        assert_eq!(
+            self.github_delivers("push", delivery, push.as_bytes())
+                .await,
+            202
+        );
+        self.run_until_idle(status, Duration::from_secs(60)).await;
+    }
+
     /// Telegram delivers an update with the webhook's secret token; chat-ops' answer.
     pub async fn telegram_delivers(&self, update: &Value) -> chat_ops::Answer {
         self.telegram_delivers_with(Some(TELEGRAM_SECRET), update)

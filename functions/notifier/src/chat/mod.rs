@@ -56,31 +56,31 @@ impl Retryable for ChatError {
 #[async_trait]
 pub trait ChatChannel: Send + Sync {
     fn kind(&self) -> ChatKind;
-    /// Posts a message; returns its id when the channel can edit it later.
-    async fn post(&self, text: &str) -> Result<Option<String>, ChatError>;
-    /// Replaces the text of a message posted earlier.
-    async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError>;
-
-    /// Posts with buttons under the message where the channel has them (Telegram's inline
-    /// keyboard); elsewhere the text alone.
+    /// Posts a message, with buttons under it where the channel has them (Telegram's inline
+    /// keyboard; elsewhere the text alone); returns its id when the channel can edit it later.
     async fn post_with(
         &self,
         text: &str,
         buttons: &[ChatButton],
-    ) -> Result<Option<String>, ChatError> {
-        let _ = buttons;
-        self.post(text).await
-    }
+    ) -> Result<Option<String>, ChatError>;
 
-    /// Edits a message and sets its buttons (none removes them) where the channel has them.
+    /// Replaces the text of a message posted earlier, and its buttons (none removes them)
+    /// where the channel has them.
     async fn edit_with(
         &self,
         id: &str,
         text: &str,
         buttons: &[ChatButton],
-    ) -> Result<(), ChatError> {
-        let _ = buttons;
-        self.edit(id, text).await
+    ) -> Result<(), ChatError>;
+
+    /// Posts a message without buttons.
+    async fn post(&self, text: &str) -> Result<Option<String>, ChatError> {
+        self.post_with(text, &[]).await
+    }
+
+    /// Edits a message, leaving it no buttons.
+    async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
+        self.edit_with(id, text, &[]).await
     }
 }
 

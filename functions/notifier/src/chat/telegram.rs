@@ -211,14 +211,6 @@ impl ChatChannel for Telegram {
         ChatKind::Telegram
     }
 
-    async fn post(&self, text: &str) -> Result<Option<String>, ChatError> {
-        self.post_with(text, &[]).await
-    }
-
-    async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
-        self.edit_with(id, text, &[]).await
-    }
-
     async fn post_with(
         &self,
         text: &str,

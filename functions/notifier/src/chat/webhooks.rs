@@ -7,6 +7,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_json::{Value, json};
+use shared::messages::ChatButton;
 use shared::secrets::SecretString;
 
 use super::{ChatChannel, ChatError, ChatKind, classify, read, unavailable};
@@ -29,7 +30,12 @@ impl ChatChannel for Slack {
         ChatKind::Slack
     }
 
-    async fn post(&self, text: &str) -> Result<Option<String>, ChatError> {
+    /// An incoming webhook takes no interactive buttons: the text alone.
+    async fn post_with(
+        &self,
+        text: &str,
+        _buttons: &[ChatButton],
+    ) -> Result<Option<String>, ChatError> {
         let body = json!({ "text": text, "unfurl_links": false, "unfurl_media": false });
         let response = self
             .http
@@ -49,7 +55,12 @@ impl ChatChannel for Slack {
         ))
     }
 
-    async fn edit(&self, _id: &str, _text: &str) -> Result<(), ChatError> {
+    async fn edit_with(
+        &self,
+        _id: &str,
+        _text: &str,
+        _buttons: &[ChatButton],
+    ) -> Result<(), ChatError> {
         Err(ChatError::MessageGone)
     }
 }
@@ -154,7 +165,12 @@ impl ChatChannel for Discord {
         ChatKind::Discord
     }
 
-    async fn post(&self, text: &str) -> Result<Option<String>, ChatError> {
+    /// A webhook message's components need an application: the text alone.
+    async fn post_with(
+        &self,
+        text: &str,
+        _buttons: &[ChatButton],
+    ) -> Result<Option<String>, ChatError> {
         let url = self.endpoint("", true)?;
         let response = self
             .http
@@ -167,7 +183,12 @@ impl ChatChannel for Discord {
         Ok(message.id)
     }
 
-    async fn edit(&self, id: &str, text: &str) -> Result<(), ChatError> {
+    async fn edit_with(
+        &self,
+        id: &str,
+        text: &str,
+        _buttons: &[ChatButton],
+    ) -> Result<(), ChatError> {
         let url = self.endpoint(&format!("/messages/{id}"), false)?;
         let response = self
             .http
