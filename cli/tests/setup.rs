@@ -566,9 +566,24 @@ impl World {
         let pending = serde_json::json!({"heroku:pax-user-eu": {
             "request": request, "live_since": 1_796_000_000, "due": 1_796_001_800,
         }});
+        // Two finished builds of the repo, as build-dispatch records them.
+        let built = |sha: &str, id: &str, passed: bool, finished: i64| {
+            serde_json::json!({
+                "sha": sha, "branch": "master", "build_id": id, "passed": passed,
+                "status": if passed { "SUCCEEDED" } else { "FAILED" },
+                "description": if passed { "Build succeeded in 2m" } else { "Failed in BUILD: exit status 1" },
+                "log_url": format!("https://console.aws.amazon.com/codesuite/codebuild/{id}"),
+                "started_at": finished - 130, "finished_at": finished, "delivery_id": "d",
+            })
+        };
+        let builds = serde_json::json!({"builds": [
+            built(sha, "pax-user:7", true, 1_796_000_000),
+            built("7224839f38bf93d8c2b288d9e14f0a07f1bef357", "pax-user:8", false, 1_796_000_600),
+        ]});
         for (key, value) in [
             ("live:heroku:pax-user", live),
             ("promotions:pending", pending),
+            ("builds:pax-app/user", builds),
         ] {
             state
                 .put(key, value, Precondition::None, None, 0)
@@ -595,12 +610,24 @@ async fn status_shows_what_is_live_and_what_waits_and_promote_queues_a_persons_g
     assert_eq!(status["live"][0]["release"], "v12");
     assert_eq!(status["pending"][0]["target"], "heroku:pax-user-eu");
     assert_eq!(status["pending"][0]["from"], "production");
+    // The newest build first.
+    assert_eq!(
+        status["builds"][0]["sha"],
+        "7224839f38bf93d8c2b288d9e14f0a07f1bef357"
+    );
+    assert_eq!(status["builds"][0]["passed"], false);
+    assert_eq!(status["builds"][1]["duration_secs"], 130);
     let (code, out, _) = world.run(&["status", "--stack", &world.stack]).await;
     assert_eq!(code, 0);
-    assert!(
-        out.contains("heroku:pax-user-eu ← production 6113728 (v12)"),
-        "{out}"
-    );
+    for line in [
+        "heroku:pax-user-eu ← production 6113728 (v12)",
+        "✖ pax-app/User",
+        "Failed in BUILD: exit status 1",
+        "log: https://console.aws.amazon.com/codesuite/codebuild/pax-user:8",
+        "✔ pax-app/User",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
 
     let queue = world.output("DeployQueueUrl").await;
     let args = [

@@ -1,11 +1,11 @@
-//! What is live where and what waits to be promoted, read from the state table: one reading
-//! for `shipline status` and the chat's `/status`.
+//! What is live where, what waits to be promoted and what was built, read from the state
+//! table: one reading for `shipline status` and the chat's `/status`.
 
 use serde::Serialize;
 
 use crate::config::{Config, Gate};
 use crate::ports::{NamedQueues, StateError, StateStore};
-use crate::records::{LiveRecord, PendingPromotions, StateKey};
+use crate::records::{LiveRecord, PendingPromotions, RecentBuilds, StateKey};
 
 /// What is live on one target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,6 +34,27 @@ pub struct PendingLine {
     /// Unix seconds.
     pub due: i64,
     pub gate: &'static str,
+}
+
+/// One finished build, newest first in [`builds`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildLine {
+    pub repo: String,
+    pub sha: String,
+    /// `push` or `pull_request`.
+    pub trigger: &'static str,
+    /// The branch of a push.
+    pub branch: Option<String>,
+    pub pull_request: Option<u64>,
+    pub passed: bool,
+    /// CodeBuild's final status, and what the commit status said.
+    pub status: String,
+    pub description: String,
+    pub duration_secs: u64,
+    /// Unix seconds.
+    pub finished_at: i64,
+    pub log_url: Option<String>,
+    pub commit_message: Option<String>,
 }
 
 /// The whole picture.
@@ -103,6 +124,44 @@ pub async fn read(
     Ok(Overview { live, pending })
 }
 
+/// The recent finished builds of every repo of the config, newest first, at most `most`: one
+/// read per repo (`builds:<repo>`, which build-dispatch keeps to its 50 newest).
+pub async fn builds(
+    state: &(dyn StateStore + 'static),
+    config: &Config,
+    now: i64,
+    most: usize,
+) -> Result<Vec<BuildLine>, StateError> {
+    let mut lines = Vec::new();
+    for name in config.repos.keys() {
+        let recent: RecentBuilds = state
+            .read_value(StateKey::Builds(&name.to_ascii_lowercase()), now)
+            .await?
+            .unwrap_or_default();
+        lines.extend(recent.builds.into_iter().map(|b| BuildLine {
+            repo: name.clone(),
+            sha: b.sha.to_string(),
+            trigger: if b.pull_request.is_some() {
+                "pull_request"
+            } else {
+                "push"
+            },
+            branch: b.branch,
+            pull_request: b.pull_request,
+            passed: b.passed,
+            status: b.status,
+            description: b.description,
+            duration_secs: u64::try_from(b.finished_at - b.started_at).unwrap_or(0),
+            finished_at: b.finished_at,
+            log_url: b.log_url,
+            commit_message: b.commit_message,
+        }));
+    }
+    lines.sort_by_key(|b| std::cmp::Reverse(b.finished_at));
+    lines.truncate(most);
+    Ok(lines)
+}
+
 /// How many messages wait in each dead-letter queue, by name; `None` where the queue could not
 /// be read.
 pub async fn dead_letters(queues: &NamedQueues) -> Vec<(String, Option<u64>)> {
@@ -126,8 +185,12 @@ pub fn age(since: &str, now: i64) -> String {
     else {
         return since.to_string();
     };
-    let secs = (now - at.unix_timestamp()).max(0);
-    match secs {
+    age_secs(now - at.unix_timestamp())
+}
+
+/// "45s", "3m", "2h", "5d": a span of seconds as a person says it.
+pub fn age_secs(secs: i64) -> String {
+    match secs.max(0) {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m", s / 60),
         s if s < 86_400 => format!("{}h", s / 3600),
