@@ -170,6 +170,8 @@ impl Stack {
         listener: tokio::net::TcpListener,
     ) -> tokio::task::JoinHandle<()> {
         let stack = self.clone();
+        // The status page has no sign-in here: it is served only to this machine.
+        let page = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -177,7 +179,8 @@ impl Stack {
                 };
                 let stack = stack.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| route(stack.clone(), req));
+                    let service =
+                        hyper::service::service_fn(move |req| route(stack.clone(), req, page));
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
@@ -347,7 +350,11 @@ impl Wiring {
 async fn route(
     stack: Arc<Stack>,
     req: Request<Incoming>,
+    page: bool,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() == hyper::Method::GET && req.uri().path() == "/" {
+        return Ok(status_page(&stack, page).await);
+    }
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let post = req.method() == hyper::Method::POST;
@@ -390,11 +397,39 @@ async fn route(
         ),
         _ => (
             StatusCode::NOT_FOUND,
-            "shipline serves POST /github, POST /sentry and POST /telegram".to_string(),
+            "shipline serves GET / (the status page), POST /github, POST /sentry and POST /telegram"
+                .to_string(),
         ),
     };
     let body = serde_json::json!({ "message": message }).to_string();
     Ok(json_response(status, body))
+}
+
+/// `GET /`: the status page, to this machine only (it has no sign-in here).
+async fn status_page(stack: &Stack, page: bool) -> Response<Full<Bytes>> {
+    if !page {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"message": "the status page is served on a loopback address only"})
+                .to_string(),
+        );
+    }
+    let state: &(dyn shared::ports::StateStore + 'static) = stack.promotion.state.as_ref();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match status_page::gather(state, &stack.promotion.config, &Vec::new(), now).await {
+        Ok(data) => Response::builder()
+            .status(200)
+            .header("content-type", "text/html; charset=utf-8")
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(status_page::render::html(
+                &data, now,
+            ))))
+            .expect("a static response builds"),
+        Err(e) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"message": format!("cannot read the state: {e}")}).to_string(),
+        ),
+    }
 }
 
 /// A query parameter's value as sent (tokens and usernames need no decoding).

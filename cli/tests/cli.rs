@@ -355,6 +355,26 @@ async fn serve_builds_a_real_webhook_and_stops_gracefully() {
     serve
         .read_until("✅ Build passed", std::time::Duration::from_secs(30))
         .await;
+    // The status page, served to this machine, lists the build.
+    let page = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<title>shipline status</title>"), "{html}");
+    assert!(
+        html.contains("<tr class=\"build ok\"><td>✓ passed</td><td>acme/app</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(&format!("<code>{}</code>", &sha[..7])),
+        "{html}"
+    );
+    assert!(
+        html.contains("<svg id=\"build-chart\" role=\"img\""),
+        "{html}"
+    );
     let (stopped, seen) = serve.interrupt().await;
     assert!(stopped, "{seen}");
     assert!(seen.contains("stopped; nothing left in flight"), "{seen}");

@@ -55,7 +55,8 @@ pub async fn run(
     let stop = stop_signal()?;
     tokio::pin!(stop);
     ui.done(&format!(
-        "listening on http://{listen} (POST /github, POST /sentry); Ctrl-C or SIGTERM to stop"
+        "listening on http://{listen} (POST /github, POST /sentry, POST /telegram; the status page at GET /{}); Ctrl-C or SIGTERM to stop",
+        if listen.ip().is_loopback() { "" } else { " on loopback only" }
     ));
     let signal = loop {
         tokio::select! {
