@@ -140,7 +140,7 @@ pub async fn run(story: Story, ui: Arc<Ui>) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let server = stack.serve(listener);
     ui.step(&format!(
-        "the six functions are running in this process; webhooks at http://{addr}/github, the chat's at http://{addr}/telegram"
+        "the six functions are running in this process; webhooks at http://{addr}/github, the chat's at http://{addr}/telegram, the status page at http://{addr}/ while the demo runs"
     ));
 
     let ending = tell(story, &stack, addr, &mut shop, &ui).await;
