@@ -73,7 +73,7 @@ pub fn gate_name(gate: Gate) -> &'static str {
 }
 
 /// Reads the live record of every target the config names (in the config's order) and the
-/// pending promotions: one read per target and one more.
+/// pending promotions: one batch of reads for the targets, and one more.
 pub async fn read(
     state: &(dyn StateStore + 'static),
     config: &Config,
@@ -81,12 +81,12 @@ pub async fn read(
 ) -> Result<Overview, StateError> {
     let mut live = Vec::new();
     let mut gates = std::collections::BTreeMap::new();
-    for (target, _, rule) in config.targets() {
+    let targets: Vec<_> = config.targets().collect();
+    let keys: Vec<StateKey<'_>> = targets.iter().map(|(t, _, _)| StateKey::Live(t)).collect();
+    let records = state.read_many::<LiveRecord>(&keys, now).await?;
+    for ((target, _, rule), record) in targets.iter().zip(records) {
         gates.insert(target.to_string(), rule.gate());
-        if let Some(record) = state
-            .read_value::<LiveRecord>(StateKey::Live(&target), now)
-            .await?
-        {
+        if let Some(record) = record {
             live.push(LiveLine {
                 target: target.to_string(),
                 environment: rule.environment.clone(),
@@ -125,7 +125,7 @@ pub async fn read(
 }
 
 /// The recent finished builds of every repo of the config, newest first, at most `most`: one
-/// read per repo (`builds:<repo>`, which build-dispatch keeps to its 50 newest).
+/// batch of reads (`builds:<repo>`, which build-dispatch keeps to its 50 newest).
 pub async fn builds(
     state: &(dyn StateStore + 'static),
     config: &Config,
@@ -133,11 +133,15 @@ pub async fn builds(
     most: usize,
 ) -> Result<Vec<BuildLine>, StateError> {
     let mut lines = Vec::new();
-    for name in config.repos.keys() {
-        let recent: RecentBuilds = state
-            .read_value(StateKey::Builds(&name.to_ascii_lowercase()), now)
-            .await?
-            .unwrap_or_default();
+    let lower: Vec<String> = config
+        .repos
+        .keys()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    let keys: Vec<StateKey<'_>> = lower.iter().map(|n| StateKey::Builds(n)).collect();
+    let all = state.read_many::<RecentBuilds>(&keys, now).await?;
+    for (name, recent) in config.repos.keys().zip(all) {
+        let recent = recent.unwrap_or_default();
         lines.extend(recent.builds.into_iter().map(|b| BuildLine {
             repo: name.clone(),
             sha: b.sha.to_string(),

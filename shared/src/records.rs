@@ -118,6 +118,28 @@ impl dyn StateStore + '_ {
         }))
     }
 
+    /// Reads several records as `T`, in the order of `keys`, in as few round trips as the
+    /// store allows; a record that does not parse is `StateError::Corrupt`.
+    pub async fn read_many<T: DeserializeOwned>(
+        &self,
+        keys: &[StateKey<'_>],
+        now: i64,
+    ) -> Result<Vec<Option<T>>, StateError> {
+        let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        let records = self.get_many(&keys, now).await?;
+        keys.iter()
+            .zip(records)
+            .map(|(key, record)| {
+                record
+                    .map(|r| {
+                        serde_json::from_value(r.value)
+                            .map_err(|e| StateError::Corrupt(format!("{key}: {e}")))
+                    })
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// Reads only the value of a record.
     pub async fn read_value<T: DeserializeOwned>(
         &self,

@@ -62,3 +62,38 @@ async fn conditional_writes_versions_and_expiry_on_dynamodb() {
     store.delete("k").await.unwrap();
     assert!(store.get("k", 0).await.unwrap().is_none());
 }
+
+#[tokio::test]
+#[ignore = "needs moto: run scripts/test"]
+async fn many_records_are_read_in_batches_in_the_order_asked() {
+    let sdk = aws::sdk_config().await;
+    let table = e2e::unique("state");
+    aws::create_state_table(&sdk, &table).await;
+    let store = DynamoStateStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table);
+    // More than one BatchGetItem's 100 keys, some absent, one expired, one asked twice.
+    for i in 0..150 {
+        if i % 10 != 3 {
+            store
+                .put(&format!("k{i}"), json!(i), Precondition::None, None, 0)
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .put("k7", json!("old"), Precondition::None, Some(50), 0)
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = (0..150).rev().map(|i| format!("k{i}")).collect();
+    keys.push("k149".into());
+    let records = store.get_many(&keys, 100).await.unwrap();
+    assert_eq!(records.len(), 151);
+    for (key, record) in keys.iter().zip(&records) {
+        let i: u64 = key[1..].parse().unwrap();
+        match record {
+            _ if i % 10 == 3 || i == 7 => assert!(record.is_none(), "{key}"),
+            Some(r) => assert_eq!(r.value, json!(i), "{key}"),
+            None => panic!("{key} is missing"),
+        }
+    }
+    assert_eq!(records[0], records[150], "the same key answers the same");
+}

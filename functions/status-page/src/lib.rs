@@ -9,11 +9,11 @@
 pub mod render;
 
 use serde::Serialize;
-use shared::alerts;
+use shared::alerts::AlertLog;
 use shared::config::Config;
 use shared::overview::{self, BuildLine, Overview};
 use shared::ports::{NamedQueues, StateError, StateStore};
-use shared::records::{LiveRecord, StateKey};
+use shared::records::StateKey;
 
 /// How many builds the page shows.
 pub const BUILDS_SHOWN: usize = 40;
@@ -43,6 +43,47 @@ pub struct Page {
     pub generated_at: i64,
 }
 
+/// Each live target's Sentry alerts since its release: one batch of reads of the projects'
+/// alert logs.
+async fn alerts_since_release(
+    state: &(dyn StateStore + 'static),
+    config: &Config,
+    overview: &Overview,
+    now: i64,
+) -> Result<Vec<AlertsSince>, StateError> {
+    let watched: Vec<(&overview::LiveLine, String)> = overview
+        .live
+        .iter()
+        .filter_map(|l| {
+            let project = config.repo(&l.repo)?.sentry_project.as_ref()?.value.clone();
+            Some((l, project))
+        })
+        .collect();
+    let keys: Vec<StateKey<'_>> = watched.iter().map(|(_, p)| StateKey::Alerts(p)).collect();
+    let logs = state.read_many::<AlertLog>(&keys, now).await?;
+    let mut found = Vec::new();
+    for ((live, project), log) in watched.iter().zip(logs) {
+        let since = time::OffsetDateTime::parse(
+            &live.since,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_or(now, |t| t.unix_timestamp());
+        let min_level = config.sentry_min_level(project);
+        let spike = log
+            .unwrap_or_default()
+            .since(since, &live.environment, min_level, true);
+        found.push(AlertsSince {
+            target: live.target.clone(),
+            project: project.clone(),
+            since: live.since.clone(),
+            events: spike.events,
+            new_issues: spike.new_issues,
+            issues: spike.issues,
+        });
+    }
+    Ok(found)
+}
+
 /// Reads the page's data: the overview, the builds, each live target's alerts since its
 /// release, the dead-letter queues' depths.
 pub async fn gather(
@@ -53,40 +94,7 @@ pub async fn gather(
 ) -> Result<Page, StateError> {
     let overview = overview::read(state, config, now).await?;
     let builds = overview::builds(state, config, now, BUILDS_SHOWN).await?;
-    let mut alerts = Vec::new();
-    for (target, repo_name, rule) in config.targets() {
-        let Some(project) = config
-            .repo(repo_name)
-            .and_then(|r| r.sentry_project.as_ref())
-            .map(|p| p.value.clone())
-        else {
-            continue;
-        };
-        let Some(live) = state
-            .read_value::<LiveRecord>(StateKey::Live(&target), now)
-            .await?
-        else {
-            continue;
-        };
-        let since =
-            time::OffsetDateTime::parse(&live.at, &time::format_description::well_known::Rfc3339)
-                .map_or(now, |t| t.unix_timestamp());
-        let log = alerts::read(state, &project, now).await?;
-        let spike = log.since(
-            since,
-            &rule.environment,
-            config.sentry_min_level(&project),
-            true,
-        );
-        alerts.push(AlertsSince {
-            target: target.to_string(),
-            project,
-            since: live.at,
-            events: spike.events,
-            new_issues: spike.new_issues,
-            issues: spike.issues,
-        });
-    }
+    let alerts = alerts_since_release(state, config, &overview, now).await?;
     Ok(Page {
         overview,
         builds,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
 use crate::ports::{Precondition, Record, StateError, StateStore};
 
@@ -39,6 +39,25 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Result<Option<i
     }
 }
 
+/// An item as a record; an expired one reads as absent.
+fn record(item: &HashMap<String, AttributeValue>, now: i64) -> Result<Option<Record>, StateError> {
+    let expires_at = number(item, "expires_at")?;
+    if expires_at.is_some_and(|at| at <= now) {
+        return Ok(None);
+    }
+    let value = match item.get("value") {
+        Some(AttributeValue::S(text)) => serde_json::from_str(text)
+            .map_err(|e| StateError::Corrupt(format!("`value` is not JSON: {e}")))?,
+        _ => return Err(StateError::Corrupt("`value` is missing".into())),
+    };
+    let version = number(item, "version")?.unwrap_or(1);
+    Ok(Some(Record {
+        value,
+        version: u64::try_from(version).unwrap_or(1),
+        expires_at,
+    }))
+}
+
 fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StateError {
     StateError::Unavailable(DisplayErrorContext(e).to_string())
 }
@@ -55,24 +74,65 @@ impl StateStore for DynamoStateStore {
             .send()
             .await
             .map_err(unavailable)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        let expires_at = number(&item, "expires_at")?;
-        if expires_at.is_some_and(|at| at <= now) {
-            return Ok(None);
+        out.item.map_or(Ok(None), |item| record(&item, now))
+    }
+
+    /// `BatchGetItem`, 100 keys a call (DynamoDB's limit), strongly consistent; the keys
+    /// DynamoDB leaves unprocessed (throughput) are asked again, after a short wait.
+    async fn get_many(&self, keys: &[String], now: i64) -> Result<Vec<Option<Record>>, StateError> {
+        let mut found: HashMap<String, Record> = HashMap::new();
+        let mut unique: Vec<&String> = keys.iter().collect();
+        unique.sort_unstable();
+        unique.dedup();
+        for chunk in unique.chunks(100) {
+            let mut wanted: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|k| HashMap::from([("pk".to_string(), AttributeValue::S((*k).clone()))]))
+                .collect();
+            for attempt in 0..5u32 {
+                if wanted.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut wanted)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(unavailable)?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let Some(AttributeValue::S(pk)) = item.get("pk") else {
+                        continue;
+                    };
+                    if let Some(record) = record(&item, now)? {
+                        found.insert(pk.clone(), record);
+                    }
+                }
+                wanted = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+            }
+            if !wanted.is_empty() {
+                return Err(StateError::Unavailable(
+                    "DynamoDB left keys unprocessed five times".into(),
+                ));
+            }
         }
-        let value = match item.get("value") {
-            Some(AttributeValue::S(text)) => serde_json::from_str(text)
-                .map_err(|e| StateError::Corrupt(format!("`value` is not JSON: {e}")))?,
-            _ => return Err(StateError::Corrupt("`value` is missing".into())),
-        };
-        let version = number(&item, "version")?.unwrap_or(1);
-        Ok(Some(Record {
-            value,
-            version: u64::try_from(version).unwrap_or(1),
-            expires_at,
-        }))
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
     async fn put(

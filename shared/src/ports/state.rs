@@ -52,6 +52,16 @@ impl Retryable for StateError {
 pub trait StateStore: Send + Sync {
     async fn get(&self, key: &str, now: i64) -> Result<Option<Record>, StateError>;
 
+    /// Reads several records, answered in the order of `keys` (a page of them in one round trip
+    /// where the store can).
+    async fn get_many(&self, keys: &[String], now: i64) -> Result<Vec<Option<Record>>, StateError> {
+        let mut records = Vec::with_capacity(keys.len());
+        for key in keys {
+            records.push(self.get(key, now).await?);
+        }
+        Ok(records)
+    }
+
     /// Writes `value` if `precondition` holds at `now`, and returns the new version.
     async fn put(
         &self,
