@@ -33,6 +33,7 @@ pub struct AlertsSince {
 
 /// Everything the page shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[must_use]
 pub struct Page {
     #[serde(flatten)]
     pub overview: Overview,
@@ -41,6 +42,26 @@ pub struct Page {
     pub dead_letters: Vec<(String, Option<u64>)>,
     /// Unix seconds.
     pub generated_at: i64,
+}
+
+impl Page {
+    /// The page as someone who can read only some repos sees it: their targets, promotions,
+    /// builds and alerts, and nothing of the others (the dead-letter queues say nothing of a
+    /// repo and stay).
+    pub fn only(mut self, can_read: impl Fn(&str) -> bool, config: &Config) -> Self {
+        let repo_of = |target: &str| {
+            config
+                .targets()
+                .find(|(t, _, _)| t.as_str() == target)
+                .map(|(_, repo, _)| repo.to_string())
+        };
+        let readable_target = |target: &str| repo_of(target).is_some_and(|r| can_read(&r));
+        self.overview.live.retain(|l| can_read(&l.repo));
+        self.overview.pending.retain(|p| readable_target(&p.target));
+        self.builds.retain(|b| can_read(&b.repo));
+        self.alerts.retain(|a| readable_target(&a.target));
+        self
+    }
 }
 
 /// Each live target's Sentry alerts since its release: one batch of reads of the projects'
@@ -102,4 +123,54 @@ pub async fn gather(
         dead_letters: overview::dead_letters(dead_letters).await,
         generated_at: now,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::overview::{LiveLine, PendingLine};
+
+    #[test]
+    fn someone_who_reads_one_repo_sees_nothing_of_the_others() {
+        let config = Config::from_yaml(
+            "repos:\n  team/a:\n    codebuild_project: a\n    deploy:\n      - branch: master\n        heroku: { app: a }\n  team/b:\n    codebuild_project: b\n    deploy:\n      - branch: master\n        heroku: { app: b }\n",
+        )
+        .unwrap();
+        let live = |repo: &str, target: &str| LiveLine {
+            target: target.into(),
+            environment: "production".into(),
+            repo: repo.into(),
+            sha: "0".repeat(40),
+            release: None,
+            since: String::new(),
+            by: None,
+            restored: false,
+        };
+        let mut page = Page::default();
+        page.overview.live = vec![live("team/a", "heroku:a"), live("team/b", "heroku:b")];
+        page.overview.pending = vec![PendingLine {
+            target: "heroku:b".into(),
+            environment: "production".into(),
+            from: "staging".into(),
+            sha: "1".repeat(40),
+            release: None,
+            due: 0,
+            gate: "approval",
+        }];
+        page.alerts = vec![AlertsSince {
+            target: "heroku:b".into(),
+            project: "b".into(),
+            since: String::new(),
+            events: 3,
+            new_issues: 1,
+            issues: vec![("secret".into(), 3)],
+        }];
+        page.dead_letters = vec![("deploys".into(), Some(0))];
+        let seen = page.only(|repo| repo == "team/a", &config);
+        assert_eq!(seen.overview.live.len(), 1);
+        assert_eq!(seen.overview.live[0].repo, "team/a");
+        assert!(seen.overview.pending.is_empty());
+        assert!(seen.alerts.is_empty());
+        assert_eq!(seen.dead_letters.len(), 1);
+    }
 }
