@@ -133,12 +133,7 @@ pub async fn builds(
     most: usize,
 ) -> Result<Vec<BuildLine>, StateError> {
     let mut lines = Vec::new();
-    let lower: Vec<String> = config
-        .repos
-        .keys()
-        .map(|n| n.to_ascii_lowercase())
-        .collect();
-    let keys: Vec<StateKey<'_>> = lower.iter().map(|n| StateKey::Builds(n)).collect();
+    let keys: Vec<StateKey<'_>> = config.repos.keys().map(|n| StateKey::Builds(n)).collect();
     let all = state.read_many::<RecentBuilds>(&keys, now).await?;
     for (name, recent) in config.repos.keys().zip(all) {
         let recent = recent.unwrap_or_default();

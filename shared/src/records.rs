@@ -82,7 +82,8 @@ impl fmt::Display for StateKey<'_> {
             StateKey::AutoRollback { target, release } => {
                 write!(f, "auto-rollback:{target}:{release}")
             }
-            StateKey::Builds(repo) => write!(f, "builds:{repo}"),
+            // GitHub treats owner and name case-insensitively; so does the key.
+            StateKey::Builds(repo) => write!(f, "builds:{}", repo.to_ascii_lowercase()),
             StateKey::Action(id) => write!(f, "action:{id}"),
             StateKey::TelegramUpdate(id) => write!(f, "telegram-update:{id}"),
         }
@@ -384,6 +385,10 @@ mod tests {
             "chat:team:build:o/r@abc"
         );
         assert_eq!(StateKey::RunningBuilds.to_string(), "builds:running");
+        assert_eq!(
+            StateKey::Builds("Pax-App/User").to_string(),
+            "builds:pax-app/user"
+        );
     }
 
     fn built(n: u32, branch: Option<&str>, passed: bool) -> BuiltCommit {

@@ -190,11 +190,9 @@ pub async fn add_built(
         installation_id: run.installation_id,
         delivery_id: run.delivery_id.clone(),
     };
-    // GitHub treats owner and name case-insensitively; so does the key.
-    let repo = run.repo.to_ascii_lowercase();
     state
         .modify(
-            StateKey::Builds(&repo),
+            StateKey::Builds(&run.repo),
             Some(now + RECORD_TTL_SECS),
             now,
             |recent: &mut RecentBuilds| recent.add(built.clone()),

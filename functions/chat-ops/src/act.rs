@@ -471,10 +471,7 @@ async fn green_build<'a>(
     let rev = rev.unwrap_or_else(|| branch_of(repo_config, rule).to_string());
     let recent: RecentBuilds = deps
         .state
-        .read_value(
-            StateKey::Builds(&repo_name.to_ascii_lowercase()),
-            deps.clock.unix(),
-        )
+        .read_value(StateKey::Builds(repo_name), deps.clock.unix())
         .await?
         .unwrap_or_default();
     let looks_like_sha = rev.len() >= 7 && rev.chars().all(|c| c.is_ascii_hexdigit());
@@ -541,7 +538,7 @@ async fn press(deps: &Deps, query: &CallbackQuery, update: &str) -> Result<Call,
         // Only the first press writes over the untaken action; a press at the same moment
         // finds it taken. The record keeps its month.
         let version = Precondition::Version(stored.version);
-        let expires = Some(now + crate::ACTION_TTL_SECS);
+        let expires = Some(now + ChatAction::TTL_SECS);
         match deps.state.write(key, &taken, version, expires, now).await {
             Ok(_) => {}
             Err(StateError::ConditionFailed) => {

@@ -27,9 +27,6 @@ use crate::telegram::{Call, SECRET_HEADER, Update};
 /// comma-separated `name=url` pairs.
 pub const DEAD_LETTER_QUEUES: &str = "DEAD_LETTER_QUEUES";
 
-/// How long a pressed button's action is kept (as long as its message is edited).
-pub const ACTION_TTL_SECS: i64 = shared::records::ChatAction::TTL_SECS;
-
 /// Telegram keeps an undelivered update for 24 hours: two days of memory covers its retries.
 const UPDATE_TTL_SECS: i64 = 2 * 24 * 3600;
 

@@ -10,8 +10,6 @@ use tracing::warn;
 use crate::Deps;
 use crate::report::Chat;
 
-const ACTION_TTL_SECS: i64 = ChatAction::TTL_SECS;
-
 /// One button to offer.
 pub(crate) struct Offer {
     pub kind: ActionKind,
@@ -67,7 +65,7 @@ pub(crate) async fn offer(
                 StateKey::Action(&id),
                 &action,
                 shared::ports::Precondition::Absent,
-                Some(now + ACTION_TTL_SECS),
+                Some(now + ChatAction::TTL_SECS),
                 now,
             )
             .await
