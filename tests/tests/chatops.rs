@@ -329,3 +329,39 @@ async fn a_promotion_waiting_for_approval_is_promoted_by_its_button() {
     );
     assert_eq!(production.by.as_deref(), Some("@ana (Telegram 1111)"));
 }
+
+#[tokio::test]
+#[ignore = "needs moto: run scripts/test"]
+async fn a_rollback_asked_in_the_chat_restores_the_release_and_edits_its_message() {
+    let pipeline = Pipeline::new(CONFIG, FaultPlan::default()).await;
+    pushed(&pipeline, SHA, "co-40", "SUCCEEDED").await;
+    let first = live(&pipeline).await;
+    pushed(&pipeline, NEWER, "co-41", "SUCCEEDED").await;
+    let asked = says(40, ANA, "/rollback heroku:hello-world");
+    let answer = pipeline.telegram_delivers(&asked).await;
+    let text = answer.body["text"].as_str().unwrap();
+    assert!(
+        text.contains(
+            "Rollback of <code>heroku:hello-world</code> from v11 to the release before queued"
+        ),
+        "{text}"
+    );
+    // Telegram delivers it again: still one request.
+    assert_eq!(pipeline.telegram_delivers(&asked).await, answer);
+    assert_eq!(deploys_waiting(&pipeline).await, 1);
+    pipeline
+        .run_until_idle("SUCCEEDED", Duration::from_secs(60))
+        .await;
+    let rollbacks = pipeline.heroku.calls("POST", "/apps/hello-world/releases");
+    assert_eq!(rollbacks.len(), 1, "exactly one rollback");
+    assert_eq!(rollbacks[0].body["release"], first.release_id);
+    assert_eq!(live(&pipeline).await.sha, SHA);
+    // The rolled-back release's message was edited to say so, and who asked.
+    let edits = support::texts(&pipeline.telegram.calls("POST", "/editMessageText"));
+    assert!(
+        edits.iter().any(|t| t.starts_with("⏪ <b>Rolled back</b>")
+            && t.contains("7224839")
+            && t.contains("rolled back to v10 by @ana (Telegram 1111)")),
+        "{edits:#?}"
+    );
+}
