@@ -21,7 +21,12 @@ pub const DEPLOY_QUEUE_URL: &str = "DEPLOY_QUEUE_URL";
 pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
 /// The dead-letter queue of the queue a function consumes: poison messages go there at once.
 pub const DEAD_LETTER_QUEUE_URL: &str = "DEAD_LETTER_QUEUE_URL";
+/// The stack's dead-letter queues that `/status` and the status page report, as
+/// comma-separated `name=url` pairs (see `Bootstrap::named_queues`).
+pub const DEAD_LETTER_QUEUES: &str = "DEAD_LETTER_QUEUES";
 pub const GITHUB_API_URL: &str = "GITHUB_API_URL";
+/// Where people sign in with GitHub (the status page): GitHub Enterprise Server or a fake.
+pub const GITHUB_WEB_URL: &str = "GITHUB_WEB_URL";
 pub const TELEGRAM_API_URL: &str = "TELEGRAM_API_URL";
 pub const HEROKU_API_URL: &str = "HEROKU_API_URL";
 

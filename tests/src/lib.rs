@@ -3,6 +3,7 @@
 //! as Lambda does.
 
 pub mod aws;
+pub mod github_signin;
 pub mod github_spec;
 pub mod runtime_api;
 

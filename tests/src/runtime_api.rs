@@ -240,31 +240,48 @@ pub fn http_api_event(
     } else {
         String::from_utf8(body.to_vec()).expect("a text body")
     };
-    serde_json::json!({
+    let mut event = http_api_get(path, "", &[]);
+    event["routeKey"] = serde_json::json!(format!("POST {path}"));
+    event["requestContext"]["routeKey"] = event["routeKey"].clone();
+    event["requestContext"]["http"]["method"] = serde_json::json!("POST");
+    event["requestContext"]["http"]["userAgent"] = serde_json::json!("GitHub-Hookshot/044aadd");
+    event["headers"] = headers.clone();
+    event["body"] = serde_json::json!(body);
+    event["isBase64Encoded"] = serde_json::json!(base64);
+    event
+}
+
+/// An API Gateway HTTP API (payload 2.0) event for `GET {path}?{query}` from a browser that
+/// holds `cookies` (`name=value` each: payload 2.0 carries them in `cookies`, not a header).
+pub fn http_api_get(path: &str, query: &str, cookies: &[String]) -> serde_json::Value {
+    let mut event = serde_json::json!({
         "version": "2.0",
-        "routeKey": format!("POST {path}"),
+        "routeKey": format!("GET {path}"),
         "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
+        "rawQueryString": query,
+        "headers": {"host": "local.execute-api.us-east-1.amazonaws.com", "accept": "text/html"},
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "local",
             "domainName": "local.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "local",
             "http": {
-                "method": "POST",
+                "method": "GET",
                 "path": path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": "192.0.2.1",
-                "userAgent": "GitHub-Hookshot/044aadd"
+                "userAgent": "Mozilla/5.0"
             },
             "requestId": "local",
-            "routeKey": format!("POST {path}"),
+            "routeKey": format!("GET {path}"),
             "stage": "$default",
             "time": "26/Nov/2026:10:00:00 +0000",
             "timeEpoch": 1_795_000_000_000u64
         },
-        "body": body,
-        "isBase64Encoded": base64
-    })
+        "isBase64Encoded": false
+    });
+    if !cookies.is_empty() {
+        event["cookies"] = serde_json::json!(cookies);
+    }
+    event
 }

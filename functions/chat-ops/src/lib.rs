@@ -23,10 +23,6 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::telegram::{Call, SECRET_HEADER, Update};
 
-/// The environment variable listing the dead-letter queues `/status` reports, as
-/// comma-separated `name=url` pairs.
-pub const DEAD_LETTER_QUEUES: &str = "DEAD_LETTER_QUEUES";
-
 /// Telegram keeps an undelivered update for 24 hours: two days of memory covers its retries.
 const UPDATE_TTL_SECS: i64 = 2 * 24 * 3600;
 

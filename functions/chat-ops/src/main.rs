@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chat_ops::{Deps, handle};
 use lambda_http::{Error, service_fn};
-use shared::bootstrap::{Bootstrap, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
+use shared::bootstrap::{Bootstrap, DEAD_LETTER_QUEUES, DEPLOY_QUEUE_URL, NOTIFY_QUEUE_URL};
 use shared::ports::SystemClock;
 use shared::secrets::SecretString;
 
@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
             .unwrap_or_else(|| SecretString::new("")),
         deploys: boot.queue(DEPLOY_QUEUE_URL)?,
         notify: boot.queue(NOTIFY_QUEUE_URL)?,
-        dead_letters: boot.named_queues(chat_ops::DEAD_LETTER_QUEUES)?,
+        dead_letters: boot.named_queues(DEAD_LETTER_QUEUES)?,
         state: boot.state_store()?,
         clock: Arc::new(SystemClock),
         config: boot.config.clone(),

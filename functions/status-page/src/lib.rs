@@ -4,9 +4,12 @@
 //! from the state table without a scan (one record per target, per repo and per Sentry
 //! project); the page is plain server-rendered HTML with an inline SVG chart and no script.
 //!
-//! `shipline serve` and `shipline demo` serve it on loopback.
+//! The function serves it behind sign-in with GitHub (`web`, `signin`), each person seeing the
+//! repos they can read; `shipline serve` and `shipline demo` serve it on loopback.
 
 pub mod render;
+pub mod signin;
+pub mod web;
 
 use serde::Serialize;
 use shared::alerts::AlertLog;
@@ -42,6 +45,8 @@ pub struct Page {
     pub dead_letters: Vec<(String, Option<u64>)>,
     /// Unix seconds.
     pub generated_at: i64,
+    /// Who is signed in (none on loopback, where there is no sign-in).
+    pub viewer: Option<String>,
 }
 
 impl Page {
@@ -122,6 +127,7 @@ pub async fn gather(
         alerts,
         dead_letters: overview::dead_letters(dead_letters).await,
         generated_at: now,
+        viewer: None,
     })
 }
 

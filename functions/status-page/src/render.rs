@@ -50,16 +50,42 @@ padding:.3rem .5rem;border-bottom:1px solid #d0d7de;vertical-align:top}.wrap{ove
 @media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}.muted{color:#8d96a0}\
 th,td{border-color:#30363d}a{color:#58a6ff}}";
 
-/// The whole page.
-pub fn html(page: &Page, now: i64) -> String {
-    let mut out = String::new();
+fn head(out: &mut String, title: &str) {
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>shipline status</title><style>{STYLE}</style></head><body>\
-         <header><h1>shipline status</h1></header><main>"
+         <title>{}</title><style>{STYLE}</style></head><body>",
+        escape(title)
     );
+}
+
+/// A short page that says one thing (signed out, refused, not found). `html` is markup the
+/// caller built: escape what came from outside.
+pub fn notice(title: &str, html: &str) -> String {
+    let mut out = String::new();
+    head(&mut out, &format!("{title} · shipline"));
+    let _ = write!(
+        out,
+        "<header><h1>{}</h1></header><main><p>{html}</p></main></body></html>",
+        escape(title)
+    );
+    out
+}
+
+/// The whole page.
+pub fn html(page: &Page, now: i64) -> String {
+    let mut out = String::new();
+    head(&mut out, "shipline status");
+    out.push_str("<header><h1>shipline status</h1>");
+    if let Some(login) = &page.viewer {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">Signed in as @{} · <a href=\"/auth/signout\">Sign out</a></p>",
+            escape(login)
+        );
+    }
+    out.push_str("</header><main>");
     live(&mut out, page, now);
     builds(&mut out, &page.builds, now);
     alerts(&mut out, page);

@@ -14,12 +14,11 @@ use crate::ports::{
 };
 
 pub use super::auth::Auth;
-pub use super::transport::{PUBLIC_API, classify};
+pub use super::transport::{PUBLIC_API, Rest, classify};
 
 #[derive(Debug)]
 pub struct GitHubClient {
-    pub(super) http: reqwest::Client,
-    pub(super) base: String,
+    pub(super) rest: Rest,
     pub(super) auth: Auth,
 }
 
@@ -41,8 +40,7 @@ impl GitHubClient {
 
     pub fn new(http: reqwest::Client, base: impl Into<String>, auth: Auth) -> Self {
         Self {
-            http,
-            base: base.into().trim_end_matches('/').to_string(),
+            rest: Rest::new(http, base),
             auth,
         }
     }

@@ -12,7 +12,24 @@ use crate::secrets::SecretString;
 pub const PUBLIC_API: &str = "https://api.github.com";
 pub(super) const API_VERSION: &str = "2022-11-28";
 
-impl GitHubClient {
+/// GitHub's REST API at one base URL: requests with a given token, and what a failed answer
+/// means. The installation client (`GitHubClient`) and a signed-in person's calls
+/// (`super::person`) both go through it.
+#[derive(Debug, Clone)]
+pub struct Rest {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Rest {
+    /// `base`: `https://api.github.com`, a GitHub Enterprise Server's `/api/v3`, or a fake.
+    pub fn new(http: reqwest::Client, base: impl Into<String>) -> Self {
+        Self {
+            http,
+            base: base.into().trim_end_matches('/').to_string(),
+        }
+    }
+
     pub(super) async fn send<T: serde::de::DeserializeOwned>(
         &self,
         method: Method,
@@ -62,6 +79,28 @@ impl GitHubClient {
                 });
         }
         Err(classify(status, &headers, &text))
+    }
+}
+
+impl GitHubClient {
+    pub(super) async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: &SecretString,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, GitHubError> {
+        self.rest.send(method, path, token, body).await
+    }
+
+    pub(super) async fn send_with_headers<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        token: &SecretString,
+        body: Option<serde_json::Value>,
+    ) -> Result<(T, HeaderMap), GitHubError> {
+        self.rest.send_with_headers(method, path, token, body).await
     }
 }
 
