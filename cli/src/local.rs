@@ -172,6 +172,9 @@ impl Stack {
         let stack = self.clone();
         // The status page has no sign-in here: it is served only to this machine.
         let page = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+        if let (true, Ok(address)) = (page, listener.local_addr()) {
+            self.runner.link_logs(format!("http://{address}"));
+        }
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -355,6 +358,15 @@ async fn route(
     if req.method() == hyper::Method::GET && req.uri().path() == "/" {
         return Ok(status_page(&stack, page).await);
     }
+    if let (&hyper::Method::GET, Some(id)) = (
+        req.method(),
+        req.uri()
+            .path()
+            .strip_prefix("/builds/")
+            .and_then(|rest| rest.strip_suffix("/log")),
+    ) {
+        return Ok(build_log(&stack, id, page));
+    }
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let post = req.method() == hyper::Method::POST;
@@ -428,6 +440,25 @@ async fn status_page(stack: &Stack, page: bool) -> Response<Full<Bytes>> {
         Err(e) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({"message": format!("cannot read the state: {e}")}).to_string(),
+        ),
+    }
+}
+
+/// `GET /builds/{id}/log`: a local build's log, as plain text, to this machine only (the status
+/// page links it).
+fn build_log(stack: &Stack, id: &str, page: bool) -> Response<Full<Bytes>> {
+    let log = if page { stack.runner.log(id) } else { None };
+    match log {
+        Some(lines) => Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("cache-control", "no-store")
+            .body(Full::new(Bytes::from(lines.join("\n") + "\n")))
+            .expect("a static response builds"),
+        None => json_response(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"message": "no finished build of that id on this machine"})
+                .to_string(),
         ),
     }
 }

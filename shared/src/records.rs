@@ -57,6 +57,9 @@ pub enum StateKey<'a> {
     /// `telegram-update:<bot>:<update_id>`: chat-ops answered this Telegram update (update ids
     /// count per bot).
     TelegramUpdate(&'a str),
+    /// `alarm:last`: the newest change of one of the stack's CloudWatch alarms (`LastAlarm`),
+    /// for the status page.
+    LastAlarm,
 }
 
 impl fmt::Display for StateKey<'_> {
@@ -86,6 +89,7 @@ impl fmt::Display for StateKey<'_> {
             StateKey::Builds(repo) => write!(f, "builds:{}", repo.to_ascii_lowercase()),
             StateKey::Action(id) => write!(f, "action:{id}"),
             StateKey::TelegramUpdate(id) => write!(f, "telegram-update:{id}"),
+            StateKey::LastAlarm => f.write_str("alarm:last"),
         }
     }
 }
@@ -309,6 +313,25 @@ impl RecentBuilds {
             .rev()
             .find(|b| b.branch.as_deref() == Some(branch))
     }
+}
+
+/// The newest change of one of the stack's alarms (`StateKey::LastAlarm`), as the notifier
+/// told it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct LastAlarm {
+    /// What it says to a person ("3 messages in the dead-letter queue …", "Resolved: …").
+    pub title: String,
+    /// `ALARM`, `OK` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    /// The alarm's name, its change and CloudWatch's reason.
+    pub reason: String,
+    /// RFC 3339: when the notifier heard of it.
+    pub at: String,
+}
+
+impl LastAlarm {
+    /// Kept for 90 days: an alarm older than that is not "the last alarm" anyone asks about.
+    pub const TTL_SECS: i64 = 90 * 24 * 3600;
 }
 
 /// What a chat button does (`StateKey::Action`), written when the message that carries it is

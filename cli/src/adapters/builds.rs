@@ -54,6 +54,8 @@ pub struct LocalBuildRunner {
     builds: Arc<Mutex<BTreeMap<String, BuildInfo>>>,
     logs: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
     next: Mutex<u64>,
+    /// Where this machine serves the logs (`http://127.0.0.1:PORT`), once it does.
+    log_links: Mutex<Option<String>>,
 }
 
 impl LocalBuildRunner {
@@ -65,7 +67,20 @@ impl LocalBuildRunner {
             builds: Arc::default(),
             logs: Arc::default(),
             next: Mutex::new(0),
+            log_links: Mutex::new(None),
         }
+    }
+
+    /// Builds started from now on link their log at `{base}/builds/{id}/log`, which the local
+    /// server answers with [`Self::log`].
+    pub fn link_logs(&self, base: String) {
+        *self.log_links.lock().unwrap() = Some(base);
+    }
+
+    /// A build's whole log, once it has finished; `None` for a build this runner does not
+    /// know or one still running.
+    pub fn log(&self, build_id: &str) -> Option<Vec<String>> {
+        self.logs.lock().unwrap().get(build_id).cloned()
     }
 
     /// The build started last.
@@ -348,7 +363,12 @@ impl Builds for LocalBuildRunner {
             status: BuildStatus::InProgress,
             current_phase: Some("SUBMITTED".into()),
             phases: vec![],
-            log_url: None,
+            log_url: self
+                .log_links
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|base| format!("{base}/builds/{id}/log")),
             environment: request.environment.iter().cloned().collect(),
             exported: BTreeMap::new(),
             timeout_minutes: Some(60),

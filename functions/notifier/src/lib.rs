@@ -20,7 +20,7 @@ use shared::batch::{self, BatchContext, Handoff, Outcome};
 use shared::config::Config;
 use shared::messages::{self, ChatButton, MessageError, Notification, NotificationKind};
 use shared::ports::{Clock, Precondition, StateError, StateStore};
-use shared::records::StateKey;
+use shared::records::{LastAlarm, StateKey};
 
 use crate::chat::{ChatChannel, ChatError, ChatKind};
 pub use crate::outcome::NotifyError;
@@ -112,6 +112,9 @@ async fn notify(
             "an alarm's first evaluation (INSUFFICIENT_DATA → OK) is not news".into(),
         ));
     };
+    if notification.kind == NotificationKind::OpsAlarm {
+        remember_alarm(deps, &notification).await;
+    }
     if notification.channels.is_empty() {
         return Ok(Outcome::Skipped("no channels".into()));
     }
@@ -130,6 +133,35 @@ async fn notify(
     }
     tally.settle()?;
     Ok(Outcome::Done)
+}
+
+/// Keeps the newest alarm change for the status page (`StateKey::LastAlarm`). A record the
+/// page shows, not one anything depends on: a failure is logged, and the chat is told anyway.
+async fn remember_alarm(deps: &Deps, n: &Notification) {
+    let now = deps.clock.unix();
+    let last = LastAlarm {
+        title: n.facts.title.clone().unwrap_or_default(),
+        state: n.facts.status.clone().unwrap_or_default(),
+        reason: n.facts.reason.clone().unwrap_or_default(),
+        at: n.at.clone(),
+    };
+    let written = deps
+        .state
+        .modify(
+            StateKey::LastAlarm,
+            Some(now + LastAlarm::TTL_SECS),
+            now,
+            |stored: &mut LastAlarm| {
+                // Queues do not keep order: an older change never replaces a newer one.
+                if last.at >= stored.at {
+                    *stored = last.clone();
+                }
+            },
+        )
+        .await;
+    if let Err(e) = written {
+        warn!(error = %e, "could not record the last alarm for the status page");
+    }
 }
 
 /// Where a thread stands on one channel.

@@ -12,6 +12,7 @@ use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryRedelivery, Memory
 use shared::batch::Handoff;
 use shared::config::Config;
 use shared::messages::{self, Facts, Notification, NotificationKind};
+use shared::records::{LastAlarm, StateKey};
 use shared::secrets::Secrets;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -444,15 +445,30 @@ async fn a_new_alarms_first_ok_says_nothing_and_a_recovery_is_told() {
             r#"{{"AlarmName":"shipline-deploy-dlq","AlarmDescription":"Deploy requests in the dead-letter queue","NewStateValue":"OK","OldStateValue":"{old}","NewStateReason":"Threshold Crossed: 1 datapoint [0.0 (26/11/26 10:05:00)] was not greater than or equal to the threshold (1.0).","StateChangeTime":"2026-11-26T10:05:00.000+0000"}}"#
         )
     };
+    let last_alarm = || async {
+        h.deps
+            .state
+            .read_value::<LastAlarm>(StateKey::LastAlarm, 0)
+            .await
+            .unwrap()
+    };
     assert!(run(&h, &[ok_after("INSUFFICIENT_DATA")]).await.is_empty());
     assert!(calls(&h).await.is_empty(), "nothing to tell");
     assert!(h.dlq.is_empty());
+    assert_eq!(last_alarm().await, None, "nor to show");
     assert!(run(&h, &[ok_after("ALARM")]).await.is_empty());
     let text = calls(&h).await[0].1["text"].as_str().unwrap().to_string();
     assert!(
         text.contains("Resolved: Deploy requests in the dead-letter queue"),
         "{text}"
     );
+    // The status page shows it as the last alarm.
+    let shown = last_alarm().await.unwrap();
+    assert_eq!(
+        shown.title,
+        "Resolved: Deploy requests in the dead-letter queue"
+    );
+    assert_eq!(shown.state, "OK");
 }
 
 #[tokio::test]

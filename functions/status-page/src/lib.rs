@@ -16,7 +16,7 @@ use shared::alerts::AlertLog;
 use shared::config::Config;
 use shared::overview::{self, BuildLine, Overview};
 use shared::ports::{NamedQueues, StateError, StateStore};
-use shared::records::StateKey;
+use shared::records::{LastAlarm, StateKey};
 
 /// How many builds the page shows.
 pub const BUILDS_SHOWN: usize = 40;
@@ -43,6 +43,8 @@ pub struct Page {
     pub builds: Vec<BuildLine>,
     pub alerts: Vec<AlertsSince>,
     pub dead_letters: Vec<(String, Option<u64>)>,
+    /// The newest change of one of the stack's alarms.
+    pub last_alarm: Option<LastAlarm>,
     /// Unix seconds.
     pub generated_at: i64,
     /// Who is signed in (none on loopback, where there is no sign-in).
@@ -111,7 +113,7 @@ async fn alerts_since_release(
 }
 
 /// Reads the page's data: the overview, the builds, each live target's alerts since its
-/// release, the dead-letter queues' depths.
+/// release, the last alarm, the dead-letter queues' depths.
 pub async fn gather(
     state: &(dyn StateStore + 'static),
     config: &Config,
@@ -120,12 +122,17 @@ pub async fn gather(
 ) -> Result<Page, StateError> {
     let overview = overview::read(state, config, now).await?;
     let builds = overview::builds(state, config, now, BUILDS_SHOWN).await?;
-    let alerts = alerts_since_release(state, config, &overview, now).await?;
+    let (alerts, last_alarm, dead_letters) = tokio::join!(
+        alerts_since_release(state, config, &overview, now),
+        state.read_value::<LastAlarm>(StateKey::LastAlarm, now),
+        overview::dead_letters(dead_letters),
+    );
     Ok(Page {
         overview,
         builds,
-        alerts,
-        dead_letters: overview::dead_letters(dead_letters).await,
+        alerts: alerts?,
+        dead_letters,
+        last_alarm: last_alarm?,
         generated_at: now,
         viewer: None,
     })

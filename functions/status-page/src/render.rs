@@ -44,9 +44,10 @@ fn commit_link(repo: &str, sha: &str) -> String {
 
 const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:72rem;\
 padding:1rem;color:#1b1f24;background:#fff}h1{font-size:1.4rem}h2{font-size:1.1rem;\
-margin-top:2rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;\
+margin-top:2rem}h3{font-size:1rem}table{border-collapse:collapse;width:100%}th,td{text-align:left;\
 padding:.3rem .5rem;border-bottom:1px solid #d0d7de;vertical-align:top}.wrap{overflow-x:auto}\
-.ok{color:#1a7f37}.bad{color:#cf222e}.muted{color:#57606a}svg{max-width:100%;height:auto}\
+.ok{color:#1a7f37}.bad{color:#cf222e}tr.ok,tr.bad{color:inherit}tr.ok td:first-child{color:#1a7f37}\
+tr.bad td:first-child{color:#cf222e}figure{margin:0}figcaption{font-size:.85rem}.muted{color:#57606a}svg{max-width:100%;height:auto}\
 @media (prefers-color-scheme:dark){body{background:#0d1117;color:#e6edf3}.muted{color:#8d96a0}\
 th,td{border-color:#30363d}a{color:#58a6ff}}";
 
@@ -88,8 +89,8 @@ pub fn html(page: &Page, now: i64) -> String {
     out.push_str("</header><main>");
     live(&mut out, page, now);
     builds(&mut out, &page.builds, now);
-    alerts(&mut out, page);
-    health(&mut out, page);
+    alerts(&mut out, page, now);
+    health(&mut out, page, now);
     out.push_str("</main></body></html>");
     out
 }
@@ -143,7 +144,12 @@ fn builds(out: &mut String, builds: &[BuildLine], now: i64) {
         out.push_str("<p class=\"muted\">No finished build is recorded yet.</p></section>");
         return;
     }
+    out.push_str("<figure>");
     out.push_str(&chart(builds));
+    out.push_str(
+        "<figcaption class=\"muted\">Each bar is a build, oldest left: its height is how long it \
+         took; solid green passed, hatched red failed.</figcaption></figure>",
+    );
     out.push_str(
         "<div class=\"wrap\"><table><thead><tr><th scope=\"col\">Outcome</th>\
          <th scope=\"col\">Repo</th><th scope=\"col\">Trigger</th><th scope=\"col\">Commit</th>\
@@ -198,7 +204,7 @@ pub fn chart(builds: &[BuildLine]) -> String {
         .unwrap_or(1)
         .max(1);
     let failed = builds.iter().filter(|b| !b.passed).count();
-    let step = W / builds.len().max(1);
+    let step = (W / builds.len().max(1)).min(40);
     let mut svg = format!(
         "<svg id=\"build-chart\" role=\"img\" aria-labelledby=\"chart-title chart-desc\" \
          viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\">\
@@ -232,7 +238,7 @@ pub fn chart(builds: &[BuildLine]) -> String {
     svg
 }
 
-fn alerts(out: &mut String, page: &Page) {
+fn alerts(out: &mut String, page: &Page, now: i64) {
     out.push_str("<section id=\"alerts\"><h2>Alerts since each release</h2>");
     if page.alerts.is_empty() {
         out.push_str("<p class=\"muted\">No target with a Sentry project is live.</p>");
@@ -240,10 +246,10 @@ fn alerts(out: &mut String, page: &Page) {
     for a in &page.alerts {
         let _ = write!(
             out,
-            "<h3><code>{}</code> <span class=\"muted\">({}, since {})</span></h3>",
+            "<h3><code>{}</code> <span class=\"muted\">(Sentry project {}, released {} ago)</span></h3>",
             escape(&a.target),
             escape(&a.project),
-            escape(&a.since)
+            age(&a.since, now)
         );
         if a.events == 0 {
             out.push_str("<p class=\"ok\">✓ No alert since the release.</p>");
@@ -262,8 +268,22 @@ fn alerts(out: &mut String, page: &Page) {
     out.push_str("</section>");
 }
 
-fn health(out: &mut String, page: &Page) {
-    out.push_str("<section id=\"health\"><h2>Dead-letter queues</h2>");
+fn health(out: &mut String, page: &Page, now: i64) {
+    out.push_str("<section id=\"health\"><h2>Health</h2>");
+    match &page.last_alarm {
+        None => out.push_str("<p class=\"muted\">No alarm has changed yet.</p>"),
+        Some(alarm) => {
+            let class = if alarm.state == "OK" { "ok" } else { "bad" };
+            let _ = write!(
+                out,
+                "<p id=\"last-alarm\" class=\"{class}\">Last alarm: {} <span class=\"muted\">({}, {} ago)</span></p>",
+                escape(&alarm.title),
+                escape(&alarm.state),
+                age(&alarm.at, now),
+            );
+        }
+    }
+    out.push_str("<h3>Dead-letter queues</h3>");
     if page.dead_letters.is_empty() {
         out.push_str("<p class=\"muted\">Not known here.</p>");
     } else {
@@ -338,6 +358,25 @@ mod tests {
         );
         assert!(html.contains("<li class=\"bad\">✗ deploys: 2 waiting</li>"));
         assert!(html.contains("<svg id=\"build-chart\" role=\"img\""));
+        assert!(html.contains("No alarm has changed yet."));
+    }
+
+    #[test]
+    fn the_last_alarm_is_shown_with_its_state_and_age() {
+        let page = Page {
+            last_alarm: Some(shared::records::LastAlarm {
+                title: "3 messages in the dead-letter queue <deploys>".into(),
+                state: "ALARM".into(),
+                reason: String::new(),
+                at: "1970-01-01T00:00:00Z".into(),
+            }),
+            ..Page::default()
+        };
+        let html = html(&page, 120);
+        assert!(
+            html.contains("<p id=\"last-alarm\" class=\"bad\">Last alarm: 3 messages in the dead-letter queue &lt;deploys&gt; <span class=\"muted\">(ALARM, 2m ago)</span></p>"),
+            "{html}"
+        );
     }
 
     #[test]
