@@ -446,6 +446,7 @@ async fn doctor_passes_on_the_set_up_world_and_names_the_fix_for_each_broken_pie
         "✔ telegram channel team: @shipline_bot can post in chat",
         "✔ telegram webhook of @shipline_bot: updates go to the stack (0 waiting)",
         "✔ BuildDeadLetterQueue: empty",
+        "✔ status page: not set up (GET / answers 404)",
         "checks passed",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
@@ -487,7 +488,7 @@ async fn doctor_passes_on_the_set_up_world_and_names_the_fix_for_each_broken_pie
             "`{broken}` is followed by `{next}`, not `{fix}`"
         );
     }
-    assert!(err.contains("5 of 14 checks failed"), "{err}");
+    assert!(err.contains("5 of 15 checks failed"), "{err}");
     assert!(out.contains("✔ webhook pax-app/User"), "{out}");
 }
 

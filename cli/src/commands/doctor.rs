@@ -199,11 +199,41 @@ fn secret_checks(config: &Config, secret: &StackSecret) -> Vec<Check> {
         } else {
             Check::pass(
                 "sentry",
-                "not set up: no sentry_client_secret, no sentry.projects in the config",
+                                "not set up: no sentry_client_secret, no sentry.projects in the config",
             )
         });
     }
+    checks.push(status_page_check(secret));
     checks
+}
+
+/// The status page signs people in with GitHub: both OAuth keys, or neither (then it answers
+/// 404).
+fn status_page_check(secret: &StackSecret) -> Check {
+    const KEYS: [&str; 2] = ["github_oauth_client_id", "github_oauth_client_secret"];
+    match KEYS.map(|k| secret.has(k)) {
+        [true, true] => Check::pass(
+            "status page",
+            "sign-in with GitHub is set up (StatusPageUrl; the OAuth app's callback URL is GitHubOAuthCallbackUrl)",
+        ),
+        [false, false] => Check::pass(
+            "status page",
+            "not set up (GET / answers 404): add github_oauth_client_id and github_oauth_client_secret to show it",
+        ),
+        [has_id, _] => {
+            let missing = if has_id { KEYS[1] } else { KEYS[0] };
+            Check::fail(
+                "status page",
+                format!("{missing} is missing, so the page answers 404"),
+                format!(
+                    "add \"{missing}\" to the secret's JSON (Secrets Manager console → {} → \
+                     Retrieve secret value → Edit): the GitHub App's (or OAuth app's) client id \
+                     and a client secret generated on its settings page",
+                    secret.arn
+                ),
+            )
+        }
+    }
 }
 
 fn config_check(stack: &Stack, source: &ConfigSource) -> Check {
