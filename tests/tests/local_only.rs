@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use e2e::runtime_api::RuntimeApi;
 
-const FUNCTIONS: [&str; 7] = [
+const FUNCTIONS: [&str; 8] = [
     "webhook-intake",
     "build-dispatch",
     "deploy-promotion",
@@ -15,6 +15,7 @@ const FUNCTIONS: [&str; 7] = [
     "alert-forwarder",
     "delivery-recovery",
     "chat-ops",
+    "status-page",
 ];
 
 const CONSOLE: &str = "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\n";
