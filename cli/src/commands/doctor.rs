@@ -199,7 +199,7 @@ fn secret_checks(config: &Config, secret: &StackSecret) -> Vec<Check> {
         } else {
             Check::pass(
                 "sentry",
-                                "not set up: no sentry_client_secret, no sentry.projects in the config",
+                "not set up: no sentry_client_secret, no sentry.projects in the config",
             )
         });
     }

@@ -142,6 +142,7 @@ impl GitHubClient {
                     id: u64,
                 }
                 let found: Installation = self
+                    .rest
                     .send(
                         Method::GET,
                         &format!("/repos/{repo}/installation"),
@@ -165,6 +166,7 @@ impl GitHubClient {
             expires_at: String,
         }
         let minted: AccessToken = self
+            .rest
             .send(
                 Method::POST,
                 &format!("/app/installations/{installation}/access_tokens"),

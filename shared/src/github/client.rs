@@ -34,7 +34,10 @@ impl GitHubClient {
         let token = self.token(repo, installation).await?;
         // Strings, numbers and enums only: serializing cannot fail.
         let body = json!(body);
-        let _: serde_json::Value = self.send(Method::POST, path, &token, Some(body)).await?;
+        let _: serde_json::Value = self
+            .rest
+            .send(Method::POST, path, &token, Some(body))
+            .await?;
         Ok(())
     }
 
@@ -95,7 +98,7 @@ impl GitHub for GitHubClient {
     ) -> Result<String, GitHubError> {
         let token = self.token(repo, installation).await?;
         let path = format!("/repos/{repo}/branches/{branch}");
-        let answer: BranchAnswer = self.send(Method::GET, &path, &token, None).await?;
+        let answer: BranchAnswer = self.rest.send(Method::GET, &path, &token, None).await?;
         Ok(answer.commit.sha)
     }
 
@@ -109,7 +112,7 @@ impl GitHub for GitHubClient {
         let token = self.token(repo, installation).await?;
         // per_page=1: only the status is read, not the commit list.
         let path = format!("/repos/{repo}/compare/{base}...{head}?per_page=1");
-        let answer: CompareAnswer = self.send(Method::GET, &path, &token, None).await?;
+        let answer: CompareAnswer = self.rest.send(Method::GET, &path, &token, None).await?;
         Ok(answer.status)
     }
 
@@ -131,7 +134,10 @@ impl GitHub for GitHubClient {
             "production_environment": d.environment == "production",
         });
         let path = format!("/repos/{repo}/deployments");
-        let created: CreatedDeployment = self.send(Method::POST, &path, &token, Some(body)).await?;
+        let created: CreatedDeployment = self
+            .rest
+            .send(Method::POST, &path, &token, Some(body))
+            .await?;
         // 202 with only a message: GitHub merged nothing and created no deployment.
         created.id.ok_or_else(|| GitHubError::Rejected {
             status: 202,

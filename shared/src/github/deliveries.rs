@@ -170,13 +170,14 @@ impl GitHubClient {
     /// The repository's webhooks.
     pub async fn hooks(&self, repo: &str) -> Result<Vec<Hook>, GitHubError> {
         let token = self.token(repo, None).await?;
-        self.send(
-            Method::GET,
-            &format!("/repos/{repo}/hooks?per_page=100"),
-            &token,
-            None,
-        )
-        .await
+        self.rest
+            .send(
+                Method::GET,
+                &format!("/repos/{repo}/hooks?per_page=100"),
+                &token,
+                None,
+            )
+            .await
     }
 
     /// One page of delivery attempts (at most 100), from `cursor` on.
@@ -192,6 +193,7 @@ impl GitHubClient {
             path.push_str(&form_urlencoded::byte_serialize(cursor.as_bytes()).collect::<String>());
         }
         let (attempts, headers) = self
+            .rest
             .send_with_headers(Method::GET, &path, &token, None)
             .await?;
         Ok(DeliveryPage {
@@ -208,14 +210,14 @@ impl GitHubClient {
     ) -> Result<DeliveryDetail, GitHubError> {
         let token = self.scope_token(scope).await?;
         let path = format!("{}/deliveries/{id}", scope.path());
-        self.send(Method::GET, &path, &token, None).await
+        self.rest.send(Method::GET, &path, &token, None).await
     }
 
     /// Asks GitHub to deliver an attempt's event again (202 Accepted).
     pub async fn redeliver(&self, scope: &HookScope, id: u64) -> Result<(), GitHubError> {
         let token = self.scope_token(scope).await?;
         let path = format!("{}/deliveries/{id}/attempts", scope.path());
-        let _: serde_json::Value = self.send(Method::POST, &path, &token, None).await?;
+        let _: serde_json::Value = self.rest.send(Method::POST, &path, &token, None).await?;
         Ok(())
     }
 
@@ -224,13 +226,14 @@ impl GitHubClient {
         let token = self.token(repo, None).await?;
         let mut body = json!(spec);
         body["name"] = json!("web");
-        self.send(
-            Method::POST,
-            &format!("/repos/{repo}/hooks"),
-            &token,
-            Some(body),
-        )
-        .await
+        self.rest
+            .send(
+                Method::POST,
+                &format!("/repos/{repo}/hooks"),
+                &token,
+                Some(body),
+            )
+            .await
     }
 
     /// Brings a repository webhook in line with `spec`.
@@ -242,7 +245,8 @@ impl GitHubClient {
     ) -> Result<Hook, GitHubError> {
         let token = self.token(repo, None).await?;
         let path = format!("/repos/{repo}/hooks/{id}");
-        self.send(Method::PATCH, &path, &token, Some(json!(spec)))
+        self.rest
+            .send(Method::PATCH, &path, &token, Some(json!(spec)))
             .await
     }
 
@@ -250,14 +254,15 @@ impl GitHubClient {
     pub async fn ping_hook(&self, repo: &str, id: u64) -> Result<(), GitHubError> {
         let token = self.token(repo, None).await?;
         let path = format!("/repos/{repo}/hooks/{id}/pings");
-        let _: serde_json::Value = self.send(Method::POST, &path, &token, None).await?;
+        let _: serde_json::Value = self.rest.send(Method::POST, &path, &token, None).await?;
         Ok(())
     }
 
     /// The GitHub App's own webhook configuration, read with the App's JWT.
     pub async fn app_hook_config(&self) -> Result<HookConfig, GitHubError> {
         let token = self.app_token()?;
-        self.send(Method::GET, "/app/hook/config", &token, None)
+        self.rest
+            .send(Method::GET, "/app/hook/config", &token, None)
             .await
     }
 }

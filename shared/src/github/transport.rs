@@ -5,7 +5,6 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode, header::HeaderMap};
 
 use super::auth::now;
-use super::client::GitHubClient;
 use crate::ports::GitHubError;
 use crate::secrets::SecretString;
 
@@ -13,7 +12,7 @@ pub const PUBLIC_API: &str = "https://api.github.com";
 pub(super) const API_VERSION: &str = "2022-11-28";
 
 /// GitHub's REST API at one base URL: requests with a given token, and what a failed answer
-/// means. The installation client (`GitHubClient`) and a signed-in person's calls
+/// means. The installation client (`super::client::GitHubClient`) and a signed-in person's calls
 /// (`super::person`) both go through it.
 #[derive(Debug, Clone)]
 pub struct Rest {
@@ -79,28 +78,6 @@ impl Rest {
                 });
         }
         Err(classify(status, &headers, &text))
-    }
-}
-
-impl GitHubClient {
-    pub(super) async fn send<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        token: &SecretString,
-        body: Option<serde_json::Value>,
-    ) -> Result<T, GitHubError> {
-        self.rest.send(method, path, token, body).await
-    }
-
-    pub(super) async fn send_with_headers<T: serde::de::DeserializeOwned>(
-        &self,
-        method: Method,
-        path: &str,
-        token: &SecretString,
-        body: Option<serde_json::Value>,
-    ) -> Result<(T, HeaderMap), GitHubError> {
-        self.rest.send_with_headers(method, path, token, body).await
     }
 }
 
