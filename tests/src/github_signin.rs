@@ -330,9 +330,13 @@ impl Respond for Api {
                 200,
                 documented(
                     "GET /repos/{owner}/{repo}",
+                    // GitHub's own example lacks `language`, which its schema requires
+                    // (nullable) at the top and in `source`: set it, or the check fails.
                     json!({
                         "name": name,
                         "full_name": format!("{owner}/{name}"),
+                        "language": "Rust",
+                        "source": {"language": "Rust"},
                         "private": true,
                         "permissions": {"admin": false, "maintain": false, "push": false, "triage": false, "pull": true},
                     }),

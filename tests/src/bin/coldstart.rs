@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use e2e::aws;
-use e2e::runtime_api::{Outcome, RuntimeApi, http_api_event};
+use e2e::runtime_api::{Outcome, RuntimeApi, http_api_event, http_api_get};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use serde_json::{Value, json};
@@ -22,6 +22,8 @@ const COLD_STARTS: usize = 7;
 const EVENTS: usize = 1000;
 const WEBHOOK_SECRET: &str = "coldstart webhook secret";
 const SENTRY_SECRET: &str = "coldstart sentry secret";
+const TELEGRAM_SECRET: &str = "coldstart-telegram-secret";
+const OAUTH_SECRET: &str = "coldstart oauth secret";
 const PUSH: &str = include_str!("../../../functions/webhook-intake/testdata/github-push.json");
 const SENTRY_ISSUE: &str =
     include_str!("../../../functions/alert-forwarder/testdata/sentry-issue-created.json");
@@ -62,6 +64,8 @@ struct Stack {
     config_file: String,
     secrets_file: String,
     telegram: String,
+    /// Answers every GitHub call with an empty list (no hooks to recover).
+    github: String,
 }
 
 const CONFIG: &str = "channels:\n  team: { telegram: { chat_id: -100123 } }\ndefaults:\n  notify: [team]\nrepos:\n  Codertocat/Hello-World:\n    codebuild_project: hello\n    deploy:\n      - branch: master\n        heroku: { app: hello-world }\nsentry:\n  projects:\n    front-end: { notify: [team] }\n";
@@ -69,7 +73,8 @@ const CONFIG: &str = "channels:\n  team: { telegram: { chat_id: -100123 } }\ndef
 impl Stack {
     async fn create() -> anyhow::Result<Self> {
         let sdk = aws::sdk_config().await;
-        let telegram = telegram_stand_in().await?;
+        let telegram = stand_in(r#"{"ok":true,"result":{"message_id":1}}"#).await?;
+        let github = stand_in("[]").await?;
         let table = e2e::unique("state");
         aws::create_state_table(&sdk, &table).await;
         let builds = aws::create_fifo_queue(&sdk, &e2e::unique("builds")).await;
@@ -79,7 +84,9 @@ impl Stack {
         let secrets = json!({
             "github_webhook_secret": WEBHOOK_SECRET, "github_token": "ghp_x",
             "heroku_api_key": "hk", "telegram_bot_token": "1:x",
-            "sentry_client_secret": SENTRY_SECRET,
+                        "sentry_client_secret": SENTRY_SECRET,
+            "telegram_webhook_secret": TELEGRAM_SECRET,
+            "github_oauth_client_id": "Iv1.coldstart", "github_oauth_client_secret": OAUTH_SECRET,
         })
         .to_string();
         let param = format!("/{}/config", e2e::unique("shipline"));
@@ -104,6 +111,7 @@ impl Stack {
             param,
             secret_arn,
             telegram,
+            github,
         })
     }
 
@@ -174,6 +182,49 @@ fn http_subjects(stack: &Stack) -> Vec<Subject> {
                     "sentry-hook-signature": shared::signature::sign_hex(SENTRY_SECRET.as_bytes(), body.as_bytes()),
                 });
                 http_api_event("/sentry", &headers, body.as_bytes(), false)
+            }),
+        },
+        Subject {
+            name: "chat-ops",
+            env: stack.env(&[
+                ("DEPLOY_QUEUE_URL", &stack.deploys),
+                ("NOTIFY_QUEUE_URL", &stack.notify),
+                ("DEAD_LETTER_QUEUES", &format!("deploys={}", stack.deploys)),
+            ]),
+            // `/status` in the team's chat: every target's record and the queue depths.
+            event: Box::new(|i| {
+                let update = json!({"update_id": i, "message": {
+                    "message_id": i, "date": 0, "text": "/status",
+                    "chat": {"id": -100123, "type": "supergroup"},
+                    "from": {"id": 2222, "is_bot": false, "first_name": "Bob"},
+                }});
+                let headers = json!({
+                    "content-type": "application/json",
+                    "x-telegram-bot-api-secret-token": TELEGRAM_SECRET,
+                });
+                http_api_event("/telegram", &headers, update.to_string().as_bytes(), false)
+            }),
+        },
+        Subject {
+            name: "status-page",
+            env: stack.env(&[("DEAD_LETTER_QUEUES", &format!("deploys={}", stack.deploys))]),
+            // A signed-in person opens the page: three batched reads and the queue's depth.
+            event: Box::new(|_| {
+                let signin = status_page::signin::SignIn::new(
+                    "Iv1.coldstart",
+                    shared::secrets::SecretString::new(OAUTH_SECRET),
+                    reqwest::Client::new(),
+                    "http://127.0.0.1:9",
+                    "http://127.0.0.1:9",
+                );
+                let cookie = signin.session_cookie(&status_page::signin::Session {
+                    login: "ana".into(),
+                    id: 1,
+                    repos: vec!["Codertocat/Hello-World".into()],
+                    exp: i64::MAX,
+                });
+                let cookie = cookie.split(';').next().unwrap_or_default().to_string();
+                http_api_get("/", "", &[cookie])
             }),
         },
     ]
@@ -247,6 +298,19 @@ fn queue_subjects(stack: &Stack) -> Vec<Subject> {
                 };
                 sqs_event(&notify_arn, &messages::encode(&notification), None)
             }),
+        },
+        Subject {
+            name: "delivery-recovery",
+            env: stack.env(&[
+                ("BUILD_QUEUE_URL", &stack.builds),
+                ("NOTIFY_QUEUE_URL", &stack.notify),
+                ("GITHUB_API_URL", &stack.github),
+                ("WEBHOOK_URL", "https://example.invalid/github"),
+            ]),
+            // A schedule tick: each configured repo's hooks listed (none points here).
+            event: Box::new(
+                |_| json!({"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}),
+            ),
         },
     ]
 }
@@ -412,9 +476,9 @@ fn print(rows: &[Figures]) {
     );
 }
 
-/// Answers every Bot API call with success, as Telegram does for a good `sendMessage` or
-/// `editMessageText`. Returns its base URL.
-async fn telegram_stand_in() -> anyhow::Result<String> {
+/// Answers every call with `body`: for Telegram, success as for a good `sendMessage` or
+/// `editMessageText`; for GitHub, an empty list. Returns its base URL.
+async fn stand_in(body: &'static str) -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -423,13 +487,11 @@ async fn telegram_stand_in() -> anyhow::Result<String> {
                 return;
             };
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
+                let service = hyper::service::service_fn(move |_req| async move {
                     Ok::<_, Infallible>(
                         hyper::Response::builder()
                             .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(
-                                br#"{"ok":true,"result":{"message_id":1}}"#,
-                            )))
+                            .body(Full::new(Bytes::from_static(body.as_bytes())))
                             .unwrap(),
                     )
                 });
