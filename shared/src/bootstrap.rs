@@ -40,6 +40,8 @@ pub enum BootstrapError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    #[error("TLS roots: {0}")]
+    Tls(String),
 }
 
 /// What every function loads at cold start.
@@ -47,6 +49,9 @@ pub struct Bootstrap {
     pub aws: aws_config::SdkConfig,
     pub config: Arc<Config>,
     pub secrets: Arc<Secrets>,
+    /// One SQS client for every queue of the function (a client is cheap to clone, and each
+    /// `Client::new` builds its whole configuration again).
+    sqs: std::sync::OnceLock<aws_sdk_sqs::Client>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -62,7 +67,9 @@ impl Bootstrap {
     /// secrets side by side, refuses the local stack's parts (`console`, `command`), and checks
     /// that every secret the config names is there.
     pub async fn from_env() -> Result<Self, BootstrapError> {
+        let tls = crate::tls::tls().map_err(BootstrapError::Tls)?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(tls.sdk_http.clone())
             .timeout_config(aws_timeouts())
             .load()
             .await;
@@ -74,16 +81,20 @@ impl Bootstrap {
             aws,
             config: Arc::new(config),
             secrets: Arc::new(secrets),
+            sqs: std::sync::OnceLock::new(),
         })
+    }
+
+    fn sqs(&self) -> aws_sdk_sqs::Client {
+        self.sqs
+            .get_or_init(|| aws_sdk_sqs::Client::new(&self.aws))
+            .clone()
     }
 
     /// The SQS queue whose URL is in the environment variable `var_name`.
     pub fn queue(&self, var_name: &str) -> Result<Arc<dyn Queue>, BootstrapError> {
         let url = required(var_name)?;
-        Ok(Arc::new(SqsQueue::new(
-            aws_sdk_sqs::Client::new(&self.aws),
-            url,
-        )))
+        Ok(Arc::new(SqsQueue::new(self.sqs(), url)))
     }
 
     /// A service's base URL: the environment variable `var_name` (a local fake, GitHub
@@ -96,20 +107,21 @@ impl Bootstrap {
     /// (a wait, a rate limit), and dead-lettered to `DEAD_LETTER_QUEUE_URL` when it is set.
     pub fn handoff(&self) -> crate::batch::Handoff {
         crate::batch::Handoff {
-            redelivery: Arc::new(crate::adapters::sqs::SqsRedelivery::new(
-                aws_sdk_sqs::Client::new(&self.aws),
-            )),
+            redelivery: Arc::new(crate::adapters::sqs::SqsRedelivery::new(self.sqs())),
             dead_letters: self.optional_queue(DEAD_LETTER_QUEUE_URL),
         }
     }
 
-    /// The one HTTP client of a function: rustls, and timeouts inside a batch's deadline margin
-    /// (`crate::http::CALL_TIMEOUT`).
-    pub fn http_client(&self) -> Result<reqwest::Client, reqwest::Error> {
+    /// The one HTTP client of a function: rustls with the process's roots (`crate::tls`), and
+    /// timeouts inside a batch's deadline margin (`crate::http::CALL_TIMEOUT`).
+    pub fn http_client(&self) -> Result<reqwest::Client, BootstrapError> {
+        let tls = crate::tls::tls().map_err(BootstrapError::Tls)?;
         reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls.rustls).clone())
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(crate::http::CALL_TIMEOUT)
             .build()
+            .map_err(|e| BootstrapError::Tls(crate::http::transport_error(e)))
     }
 
     /// The GitHub REST client: `GITHUB_API_URL` (GitHub Enterprise Server, a fake) or the
@@ -146,10 +158,7 @@ impl Bootstrap {
                 let (name, url) = pair.split_once('=').ok_or_else(|| {
                     BootstrapError::Invalid(format!("{var_name}: `{pair}` is not name=url"))
                 })?;
-                let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(
-                    aws_sdk_sqs::Client::new(&self.aws),
-                    url.trim(),
-                ));
+                let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(self.sqs(), url.trim()));
                 Ok((name.trim().to_string(), queue))
             })
             .collect()

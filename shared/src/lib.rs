@@ -3,7 +3,7 @@
 //! keys, the ports with their AWS adapters and in-memory twins, the GitHub client, the SQS batch
 //! runner, HTTP failure classification, signatures, logs. A module that one function alone uses
 //! lives in that function's crate. Nothing here reads the environment except `bootstrap`, which
-//! each function's `main` calls once.
+//! each function's `main` calls once (and `tls`, which it asks for the roots: `SSL_CERT_FILE`).
 
 pub mod adapters;
 pub mod alerts;
@@ -20,3 +20,4 @@ pub mod records;
 pub mod secrets;
 pub mod signature;
 pub mod telemetry;
+pub mod tls;

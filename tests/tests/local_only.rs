@@ -25,6 +25,15 @@ const SECRETS: &str = r#"{"github_webhook_secret": "s", "github_token": "t", "se
 /// Starts `function` under a local Runtime API with `config`, and returns its exit status and
 /// what it logged, once it exits (it must: init fails before the first poll).
 async fn cold_start(function: &str, config: &str) -> (bool, String, bool) {
+    cold_start_with(function, config, &[]).await
+}
+
+/// `cold_start`, with `extra` in the environment.
+async fn cold_start_with(
+    function: &str,
+    config: &str,
+    extra: &[(&str, &str)],
+) -> (bool, String, bool) {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("shipline.yaml");
     let secrets_path = dir.path().join("secrets.json");
@@ -46,6 +55,7 @@ async fn cold_start(function: &str, config: &str) -> (bool, String, bool) {
         .env("DEPLOY_QUEUE_URL", "http://127.0.0.1:9/queue/deploys.fifo")
         .env("NOTIFY_QUEUE_URL", "http://127.0.0.1:9/queue/notifications")
         .env("WEBHOOK_URL", "https://example.invalid/github")
+        .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -89,6 +99,26 @@ async fn every_function_refuses_the_command_target_at_cold_start_with_key_and_li
         assert!(
             logged.contains("repos.shop/app.deploy[0].command at line 6"),
             "{function} did not name the key and line: {logged}"
+        );
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the release binaries: run scripts/test"]
+async fn a_trust_bundle_that_cannot_be_read_stops_every_cold_start() {
+    // `SSL_CERT_FILE` replaces the compiled-in roots: a wrong path must not leave a function
+    // that trusts nothing (every TLS call failing later), but stop it at once, saying why.
+    for function in FUNCTIONS {
+        let (ok, logged, polled) = cold_start_with(
+            function,
+            CONSOLE,
+            &[("SSL_CERT_FILE", "/nonexistent/company-ca.pem")],
+        )
+        .await;
+        assert!(!ok && !polled, "{function} started without roots: {logged}");
+        assert!(
+            logged.contains("SSL_CERT_FILE /nonexistent/company-ca.pem: I/O error"),
+            "{function} did not say which file: {logged}"
         );
     }
 }

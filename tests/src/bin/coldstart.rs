@@ -248,6 +248,7 @@ fn queue_subjects(stack: &Stack) -> Vec<Subject> {
         Subject {
             name: "deploy-promotion",
             env: stack.env(&[
+                ("DEPLOY_QUEUE_URL", &stack.deploys),
                 ("NOTIFY_QUEUE_URL", &stack.notify),
                 ("HEROKU_API_URL", "http://127.0.0.1:9"),
             ]),
