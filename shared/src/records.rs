@@ -323,10 +323,8 @@ pub struct LastAlarm {
     pub title: String,
     /// `ALARM`, `OK` or `INSUFFICIENT_DATA`.
     pub state: String,
-    /// The alarm's name, its change and CloudWatch's reason.
-    pub reason: String,
-    /// RFC 3339: when the notifier heard of it.
-    pub at: String,
+    /// Unix seconds: when the alarm changed (CloudWatch's `StateChangeTime`).
+    pub at: i64,
 }
 
 impl LastAlarm {

@@ -37,7 +37,8 @@ pub struct Tls {
 /// (`validate_base_client_config`), which for the default client builds a throw-away
 /// connector, root store included, to report a bad trust store early: these roots were checked
 /// when they were built, so a function's five or nine SDK clients cost one root parse, not one
-/// each. Connectors are still built (and cached per timeout setting) by the inner client.
+/// each here (the SDK still parses its PEM copy when it builds a connector, cached per timeout
+/// setting by the inner client).
 #[derive(Debug)]
 struct OneRootParse(SharedHttpClient);
 
@@ -138,7 +139,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_compiled_in_roots_make_one_config_and_one_sdk_client() {
+    fn the_compiled_in_roots_build_and_survive_the_pem_round_trip_the_sdk_needs() {
         let tls = tls().unwrap();
         assert_eq!(tls.rustls.alpn_protocols, vec![b"http/1.1".to_vec()]);
         // The PEM round trip the SDK's trust store relies on.

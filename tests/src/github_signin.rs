@@ -162,7 +162,10 @@ fn authorize(world: &mut World, q: &HashMap<String, String>) -> ResponseTemplate
         );
         return ResponseTemplate::new(302).insert_header("location", location);
     }
-    if q.get("code_challenge_method").map(String::as_str) != Some("S256") {
+    // PKCE is optional; when a challenge is sent, only S256 is accepted.
+    if q.contains_key("code_challenge")
+        && q.get("code_challenge_method").map(String::as_str) != Some("S256")
+    {
         return ResponseTemplate::new(400).set_body_string("code_challenge_method must be S256");
     }
     let Some(login) = world.at_browser.clone() else {
@@ -326,22 +329,29 @@ impl Respond for Api {
                 200,
                 documented("GET /user", json!({"login": login, "id": id})),
             ),
-            ("GET", ["repos", owner, name]) if repos.contains(&format!("{owner}/{name}")) => (
-                200,
-                documented(
-                    "GET /repos/{owner}/{repo}",
-                    // GitHub's own example lacks `language`, which its schema requires
-                    // (nullable) at the top and in `source`: set it, or the check fails.
-                    json!({
-                        "name": name,
-                        "full_name": format!("{owner}/{name}"),
-                        "language": "Rust",
-                        "source": {"language": "Rust"},
-                        "private": true,
-                        "permissions": {"admin": false, "maintain": false, "push": false, "triage": false, "pull": true},
-                    }),
-                ),
-            ),
+            // GitHub reads owner and name case-insensitively.
+            ("GET", ["repos", owner, name])
+                if repos
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&format!("{owner}/{name}"))) =>
+            {
+                (
+                    200,
+                    documented(
+                        "GET /repos/{owner}/{repo}",
+                        // GitHub's own example lacks `language`, which its schema requires
+                        // (nullable) at the top and in `source`: set it, or the check fails.
+                        json!({
+                            "name": name,
+                            "full_name": format!("{owner}/{name}"),
+                            "language": "Rust",
+                            "source": {"language": "Rust"},
+                            "private": true,
+                            "permissions": {"admin": false, "maintain": false, "push": false, "triage": false, "pull": true},
+                        }),
+                    ),
+                )
+            }
             ("GET", ["repos", _, _]) => (
                 404,
                 json!({

@@ -214,7 +214,7 @@ fn status_page_check(secret: &StackSecret) -> Check {
     match KEYS.map(|k| secret.has(k)) {
         [true, true] => Check::pass(
             "status page",
-            "sign-in with GitHub is set up (StatusPageUrl; the OAuth app's callback URL is GitHubOAuthCallbackUrl)",
+            "sign-in with GitHub is set up (StatusPageUrl; the GitHub App's callback URL is GitHubOAuthCallbackUrl)",
         ),
         [false, false] => Check::pass(
             "status page",
@@ -227,7 +227,7 @@ fn status_page_check(secret: &StackSecret) -> Check {
                 format!("{missing} is missing, so the page answers 404"),
                 format!(
                     "add \"{missing}\" to the secret's JSON (Secrets Manager console → {} → \
-                     Retrieve secret value → Edit): the GitHub App's (or OAuth app's) client id \
+                     Retrieve secret value → Edit): the GitHub App's client id \
                      and a client secret generated on its settings page",
                     secret.arn
                 ),

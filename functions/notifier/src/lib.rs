@@ -142,8 +142,7 @@ async fn remember_alarm(deps: &Deps, n: &Notification) {
     let last = LastAlarm {
         title: n.facts.title.clone().unwrap_or_default(),
         state: n.facts.status.clone().unwrap_or_default(),
-        reason: n.facts.reason.clone().unwrap_or_default(),
-        at: n.at.clone(),
+        at: unix_of(&n.at).unwrap_or(now),
     };
     let written = deps
         .state
@@ -162,6 +161,22 @@ async fn remember_alarm(deps: &Deps, n: &Notification) {
     if let Err(e) = written {
         warn!(error = %e, "could not record the last alarm for the status page");
     }
+}
+
+/// Unix seconds of an RFC 3339 time, or of CloudWatch's `StateChangeTime`, whose offset has
+/// no colon (`2026-11-26T10:05:00.000+0000`).
+fn unix_of(at: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    let parse = |t: &str| time::OffsetDateTime::parse(t, &Rfc3339).ok();
+    let colon = || {
+        let (head, offset) = at.split_at(at.len().checked_sub(5)?);
+        let (sign, digits) = offset.split_at(1);
+        ((sign == "+" || sign == "-") && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| format!("{head}{sign}{}:{}", &digits[..2], &digits[2..]))
+    };
+    parse(at)
+        .or_else(|| parse(&colon()?))
+        .map(time::OffsetDateTime::unix_timestamp)
 }
 
 /// Where a thread stands on one channel.

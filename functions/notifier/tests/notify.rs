@@ -469,6 +469,8 @@ async fn a_new_alarms_first_ok_says_nothing_and_a_recovery_is_told() {
         "Resolved: Deploy requests in the dead-letter queue"
     );
     assert_eq!(shown.state, "OK");
+    // CloudWatch's `StateChangeTime` (`2026-11-26T10:05:00.000+0000`), read as a time.
+    assert_eq!(shown.at, 1_795_687_500);
 }
 
 #[tokio::test]

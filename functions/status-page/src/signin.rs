@@ -35,7 +35,7 @@ pub const PUBLIC_WEB: &str = "https://github.com";
 /// Configured repos asked about at once during a sign-in (each is one `GET /repos/...`).
 const CONCURRENT_CHECKS: usize = 8;
 
-/// The OAuth app (or GitHub App) shipline signs people in with.
+/// The GitHub App shipline signs people in with (its client id and secret).
 pub struct SignIn {
     client_id: String,
     client_secret: SecretString,

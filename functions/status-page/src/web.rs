@@ -154,7 +154,7 @@ pub async fn answer(deps: &Deps, asked: Asked<'_>) -> Reply {
     match asked.path {
         "/" => match signin.session(asked.cookies, now) {
             Some(session) => page(deps, &session, now).await,
-            None => start(signin, &callback, now, asked.cookies.is_some()),
+            None => start(signin, &callback, now, asked.cookies),
         },
         "/auth/callback" => finish(deps, signin, asked, &callback, now).await,
         "/auth/signout" => Reply::notice(
@@ -167,10 +167,15 @@ pub async fn answer(deps: &Deps, asked: Asked<'_>) -> Reply {
     }
 }
 
-/// The page as the signed-in person may see it.
+/// The page as the signed-in person may see it: only their repos are read, so the newest
+/// builds shown are the newest of theirs.
 async fn page(deps: &Deps, session: &signin::Session, now: i64) -> Reply {
     let state: &(dyn StateStore + 'static) = deps.state.as_ref();
-    match crate::gather(state, &deps.config, &deps.dead_letters, now).await {
+    let mut theirs = (*deps.config).clone();
+    theirs
+        .repos
+        .retain(|repo, _| session.repos.iter().any(|r| r.eq_ignore_ascii_case(repo)));
+    match crate::gather(state, &theirs, &deps.dead_letters, now).await {
         Ok(page) => {
             let mut page = page.only(|repo| session.repos.iter().any(|r| r == repo), &deps.config);
             page.viewer = Some(session.login.clone());
@@ -189,11 +194,11 @@ async fn page(deps: &Deps, session: &signin::Session, now: i64) -> Reply {
 
 /// No (valid) session: off to GitHub, with a new `state`. A tampered or expired session
 /// cookie is removed on the way.
-fn start(signin: &SignIn, callback: &str, now: i64, had_cookies: bool) -> Reply {
+fn start(signin: &SignIn, callback: &str, now: i64, cookies: Option<&str>) -> Reply {
     match signin.start(callback, now) {
         Ok((location, state_cookie)) => {
             let reply = Reply::redirect(location).with_cookie(state_cookie);
-            if had_cookies {
+            if signin::cookie(cookies, signin::SESSION_COOKIE).is_some() {
                 reply.with_cookie(signin::clear_cookie(signin::SESSION_COOKIE))
             } else {
                 reply
