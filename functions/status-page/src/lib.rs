@@ -4,9 +4,11 @@
 //! from the state table without a scan (one record per target, per repo and per Sentry
 //! project); the page is plain server-rendered HTML with an inline SVG chart and no script.
 //!
-//! The function serves it behind sign-in with GitHub (`web`, `signin`), each person seeing the
-//! repos they can read; `shipline serve` and `shipline demo` serve it on loopback.
+//! The function serves it behind sign-in with GitHub (`web`, `signin`, and `person`: the
+//! signed-in person's own GitHub calls), each person seeing the repos they can read;
+//! `shipline serve` and `shipline demo` serve it on loopback.
 
+mod person;
 pub mod render;
 pub mod signin;
 pub mod web;

@@ -17,9 +17,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use shared::github::client::Rest;
-use shared::github::person::Person;
 use shared::ports::GitHubError;
 use shared::secrets::{SecretString, Secrets};
+
+use crate::person::{Person, PersonCalls};
 
 /// The session cookie: who signed in and what they may read.
 pub const SESSION_COOKIE: &str = "__Host-shipline_session";

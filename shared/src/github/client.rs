@@ -1,7 +1,8 @@
 //! The GitHub REST client: the adapter of the `GitHub` port (commit statuses, branch heads,
 //! compares, deployments), with a token or as a GitHub App (see `auth`); requests and answer
-//! classification in `transport`. `GITHUB_API_URL` points it at GitHub Enterprise Server or a
-//! local fake.
+//! classification in `transport`, and `Rest::get` for a caller asking with its own token (the
+//! status page's sign-in). `GITHUB_API_URL` points it at GitHub Enterprise Server or a local
+//! fake.
 
 use async_trait::async_trait;
 use reqwest::Method;
@@ -12,6 +13,7 @@ use crate::messages::truncate_chars;
 use crate::ports::{
     CommitStatus, Comparison, DeploymentStatus, GitHub, GitHubError, MAX_DESCRIPTION, NewDeployment,
 };
+use crate::secrets::SecretString;
 
 pub use super::auth::Auth;
 pub use super::transport::{PUBLIC_API, Rest, classify};
@@ -46,6 +48,18 @@ impl GitHubClient {
             rest: Rest::new(http, base),
             auth,
         }
+    }
+}
+
+impl Rest {
+    /// `GET path` with `token`, the answer read as `T`: for callers outside this crate, such as
+    /// the status page's sign-in, which asks as the signed-in person.
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        token: &SecretString,
+    ) -> Result<T, GitHubError> {
+        self.send(Method::GET, path, token, None).await
     }
 }
 

@@ -1,12 +1,11 @@
 //! The GitHub REST client, the adapter of the `GitHub` port (build-dispatch posts commit
 //! statuses, deploy-promotion creates deployments): endpoints in `client`, authentication in
-//! `auth`, requests and answer classification in `transport`; a signed-in person's own calls
-//! (the status page's sign-in) in `person`.
+//! `auth`, requests and answer classification in `transport`. `client`'s `Rest::get` also serves
+//! the status page's calls as a signed-in person (they live in that function, its only user).
 
 mod auth;
 pub mod client;
 pub mod deliveries;
-pub mod person;
 mod transport;
 
 #[cfg(test)]
