@@ -100,11 +100,24 @@ pub async fn handle_integration(deps: &Deps, headers: &HeaderMap, body: &[u8]) -
 
 /// How long a Sentry delivery's `Request-ID` is remembered: far longer than Sentry retries.
 const REQUEST_TTL_SECS: i64 = 24 * 3600;
+/// A claim older than this was left by an invocation that died while answering (the function's
+/// timeout is far shorter): the next copy of the delivery takes it over.
+const CLAIM_STALE_SECS: i64 = 120;
+
+/// What the state table remembers of a `Request-ID`: `true` once answered with success, or
+/// the time an invocation claimed it and began answering.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum RequestMark {
+    Answered(bool),
+    Answering { answering_since: i64 },
+}
 
 /// Answers a delivery Sentry sends again (the same `Request-ID`) without acting twice: a
-/// resolved or regressed alert, which no throttle holds back, is posted once. A delivery is
-/// remembered once it was answered with success; a failure leaves Sentry's retry to act. The
-/// state table unreachable never refuses an alert: it goes through unremembered.
+/// resolved or regressed alert, which no throttle holds back, is posted once, even when two
+/// copies arrive together (the request is claimed with a create-only write before anything is
+/// done). A failed answer gives the claim back, so Sentry's retry acts. The state table
+/// unreachable never refuses an alert: it goes through unremembered.
 async fn once_per_request(
     deps: &Deps,
     request_id: &str,
@@ -115,31 +128,64 @@ async fn once_per_request(
     }
     let key = StateKey::SentryRequest(request_id);
     let now = deps.clock.unix();
-    match deps
-        .state
-        .read_value::<serde::de::IgnoredAny>(key, now)
-        .await
-    {
-        Ok(Some(_)) => return Reply::new(StatusCode::OK, "duplicate: this request was answered"),
-        Ok(None) => {}
-        Err(e) => warn!(error = %e, "cannot tell a repeated request; acting on it"),
-    }
+    let version = match claim(deps, key, now).await {
+        Ok(Some(version)) => Some(version),
+        Ok(None) => return Reply::new(StatusCode::OK, "duplicate: this request was answered"),
+        Err(e) => {
+            warn!(error = %e, "cannot tell a repeated request; acting on it");
+            None
+        }
+    };
     let reply = act.await;
-    if reply.status.is_success()
-        && let Err(e) = deps
-            .state
-            .write(
-                key,
-                &true,
-                Precondition::None,
-                Some(now + REQUEST_TTL_SECS),
-                now,
-            )
-            .await
-    {
-        warn!(error = %e, "cannot remember the request; a repeat would be told again");
+    let Some(version) = version else {
+        return reply;
+    };
+    let kept = if reply.status.is_success() {
+        let answered = RequestMark::Answered(true);
+        let expires = Some(now + REQUEST_TTL_SECS);
+        let written =
+            deps.state
+                .write(key, &answered, Precondition::Version(version), expires, now);
+        written.await.map(drop)
+    } else {
+        deps.state.remove(key).await
+    };
+    if let Err(e) = kept {
+        warn!(error = %e, "cannot record how the request was answered");
     }
     reply
+}
+
+/// Claims a request for this invocation: its version, or `None` when another answered it or is
+/// answering it now.
+async fn claim(deps: &Deps, key: StateKey<'_>, now: i64) -> Result<Option<u64>, StateError> {
+    let mark = RequestMark::Answering {
+        answering_since: now,
+    };
+    let expires = Some(now + REQUEST_TTL_SECS);
+    match deps
+        .state
+        .write(key, &mark, Precondition::Absent, expires, now)
+        .await
+    {
+        Ok(version) => return Ok(Some(version)),
+        Err(StateError::ConditionFailed) => {}
+        Err(e) => return Err(e),
+    }
+    let Some(stored) = deps.state.read::<RequestMark>(key, now).await? else {
+        return Ok(None);
+    };
+    match stored.value {
+        RequestMark::Answering { answering_since } if answering_since < now - CLAIM_STALE_SECS => {
+            let taken = Precondition::Version(stored.version);
+            match deps.state.write(key, &mark, taken, expires, now).await {
+                Ok(version) => Ok(Some(version)),
+                Err(StateError::ConditionFailed) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A legacy plugin delivery: the token in the URL stands in for a signature.

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use shared::adapters::memory::{FixedClock, MemoryQueue, MemoryStateStore};
 use shared::config::Config;
 use shared::messages::{self, Notification, NotificationKind};
-use shared::ports::{Clock, Precondition, StateStore};
+use shared::ports::{Clock, OutgoingMessage, Precondition, Queue, QueueError, StateStore};
 use shared::records::{LiveRecord, StateKey};
 use shared::secrets::SecretString;
 
@@ -224,6 +224,46 @@ async fn a_delivery_sent_again_is_answered_once_and_a_replay_is_refused() {
         (401, "Sentry-Hook-Timestamp is not Unix seconds".into())
     );
     assert!(h.queue.is_empty());
+}
+
+/// The notifications queue with a round trip: other requests run while a send is under way,
+/// as they do beside SQS.
+struct RoundTrip(Arc<MemoryQueue>);
+
+#[async_trait::async_trait]
+impl Queue for RoundTrip {
+    async fn send(&self, message: OutgoingMessage) -> Result<(), QueueError> {
+        tokio::task::yield_now().await;
+        self.0.send(message).await
+    }
+}
+
+#[tokio::test]
+async fn two_copies_arriving_together_are_told_once_and_a_failed_answer_is_retried() {
+    let mut h = harness("");
+    h.deps.notify = Arc::new(RoundTrip(h.queue.clone()));
+    let resolved = with_action(ISSUE, "resolved");
+    let headers = signed(&h, "issue", &resolved);
+    let copy = || call(&h, event("/sentry", "", headers.clone(), &resolved));
+    let (a, b) = tokio::join!(copy(), copy());
+    let mut answers = [a, b];
+    answers.sort();
+    assert_eq!(
+        answers,
+        [
+            (200, "duplicate: this request was answered".into()),
+            (202, "queued".into())
+        ]
+    );
+    assert_eq!(queued(&h).len(), 1, "told once");
+
+    // The queue down: Sentry is answered 5xx, and its retry of the same request acts.
+    let headers = signed(&h, "issue", &resolved);
+    let again = || call(&h, event("/sentry", "", headers.clone(), &resolved));
+    h.queue.fail_next_sends(1);
+    assert!(again().await.0 >= 500);
+    assert_eq!(again().await, (202, "queued".into()));
+    assert_eq!(queued(&h).len(), 1);
 }
 
 #[tokio::test]

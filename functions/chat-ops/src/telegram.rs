@@ -11,8 +11,15 @@ pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 /// The update types chat-ops asks for (`setWebhook`'s `allowed_updates`).
 pub const ALLOWED_UPDATES: [&str; 2] = ["message", "callback_query"];
 
-/// Telegram's limit on a message's text (`sendMessage`: 1–4096 characters).
+/// Telegram's limit on a message's text (`sendMessage`: 1–4096 characters), counted as its
+/// entity offsets are, in UTF-16 code units (Bot API, *MessageEntity*): an emoji outside the
+/// Basic Multilingual Plane counts two.
 pub const MAX_TEXT: usize = 4096;
+
+/// A text's length as Telegram counts it against [`MAX_TEXT`].
+fn length(text: &str) -> usize {
+    text.encode_utf16().count()
+}
 
 /// An incoming update. At most one of its optional parts is present; those chat-ops does not
 /// handle are ignored.
@@ -151,13 +158,22 @@ impl Call {
     }
 }
 
-/// Keeps a reply within Telegram's 4096 characters, cut at a line break (each line closes its
-/// own tags); a text with none is cut at its last tag or entity boundary.
+/// Keeps a reply within Telegram's 4096 (UTF-16 units), cut at a line break (each line closes
+/// its own tags); a text with none is cut at its last tag or entity boundary.
 fn cut(text: &str) -> String {
-    if text.chars().count() <= MAX_TEXT {
+    if length(text) <= MAX_TEXT {
         return text.to_string();
     }
-    let mut out: String = text.chars().take(MAX_TEXT - 1).collect();
+    // Room for the closing `…` (one unit).
+    let mut room = MAX_TEXT - 1;
+    let mut out: String = text
+        .chars()
+        .take_while(|c| {
+            let fits = c.len_utf16() <= room;
+            room = room.saturating_sub(c.len_utf16());
+            fits
+        })
+        .collect();
     match out.rfind('\n') {
         Some(end) => out.truncate(end),
         None => {
@@ -214,11 +230,24 @@ mod tests {
     fn a_long_reply_is_cut_at_a_line_within_the_limit() {
         let text = "line\n".repeat(2000);
         let out = cut(&text);
-        assert!(out.chars().count() <= MAX_TEXT);
+        assert!(length(&out) <= MAX_TEXT);
         assert!(
             out.ends_with("line\n…") || out.ends_with("line…"),
             "{}",
             &out[out.len() - 10..]
         );
+    }
+
+    #[test]
+    fn a_reply_of_emoji_is_cut_as_telegram_counts_it() {
+        // 3,000 emoji are 3,000 characters but 6,000 UTF-16 units: Telegram refuses them.
+        let text = format!("{}\n{}", "🚀".repeat(1500), "🔥".repeat(1500));
+        let out = cut(&text);
+        assert!(length(&out) <= MAX_TEXT, "{} units", length(&out));
+        assert!(out.starts_with("🚀") && out.ends_with('…'));
+        let unbroken = "🚀".repeat(3000);
+        let out = cut(&unbroken);
+        assert!(length(&out) <= MAX_TEXT, "{} units", length(&out));
+        assert_eq!(out.chars().count(), 2048, "2,047 emoji and the ellipsis");
     }
 }

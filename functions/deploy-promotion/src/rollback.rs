@@ -146,10 +146,18 @@ impl Back<'_> {
         let (deps, what) = (self.records.deps(), self.what);
         let repo = live.repo.clone();
         let bad = (live.deployment_id, live.version.clone());
-        let reason = match &self.request.reason {
+        let mut reason = match &self.request.reason {
             Some(why) => format!("rolled back to {what} automatically: {why}"),
             None => format!("rolled back to {what} by {}", self.request.requested_by),
         };
+        if wanted.sha.is_empty() {
+            // Heroku's release does not say which commit it was built from, and the history
+            // keeps the ten releases before the live one: GitHub cannot be told a commit.
+            reason.push_str(&format!(
+                " ({what} is older than the releases shipline keeps, so its commit is unknown \
+                 and GitHub's deployments page is not updated for it)"
+            ));
+        }
         // The replaced release's message says so (a button pressed on it is answered there);
         // the restored commit's says it is live again.
         let told = Facts {

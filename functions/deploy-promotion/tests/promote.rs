@@ -612,10 +612,39 @@ async fn a_rollback_to_a_version_is_resolved_to_the_release_id_heroku_takes() {
         app.lock().unwrap().releases.last().unwrap().description,
         "Rollback to v40"
     );
+    // Heroku's release does not name its commit and shipline's history does not reach v40:
+    // GitHub gets no deployment of a guessed commit, and the chat says so.
+    let deployments = h
+        .github
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/deployments"))
+        .count();
+    assert_eq!(deployments, 0);
     assert_last_told(
         &h,
         NotificationKind::DeploySucceeded,
-        "rolled back to v40 by ana",
+        "rolled back to v40 by ana (v40 is older than the releases shipline keeps, so its commit is unknown and GitHub's deployments page is not updated for it)",
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_to_a_version_heroku_does_not_have_is_refused_with_that_reason() {
+    let h = harness().await;
+    h.set_live(NEW).await;
+    h.heroku_releases("succeeded", None).await;
+    assert!(
+        run(&h, rollback_to("v99")).await.is_empty(),
+        "told, not retried"
+    );
+    assert_eq!(h.heroku_calls("POST").await, 0, "nothing released");
+    assert_eq!(h.live().await.unwrap().release_id, "rel-42", "still live");
+    assert_last_told(
+        &h,
+        NotificationKind::DeployFailed,
+        "rollback to v99 failed: Heroku app pax-user has no such release (404 not_found): Couldn't find that release.",
     );
 }
 

@@ -15,7 +15,7 @@ use shared::messages::{self, Facts, Notification, NotificationKind};
 use shared::records::{LastAlarm, StateKey};
 use shared::secrets::Secrets;
 use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -109,9 +109,71 @@ async fn run(h: &Harness, bodies: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn telegram_ok(message_id: i64) -> ResponseTemplate {
-    ResponseTemplate::new(200)
-        .set_body_json(json!({"ok": true, "result": {"message_id": message_id}}))
+fn telegram_ok(message_id: i64) -> BotApi {
+    BotApi(message_id)
+}
+
+/// Telegram's `sendMessage` / `editMessageText`: the text is "1-4096 characters after entities
+/// parsing" (Bot API, *sendMessage*), counted in UTF-16 units as entity offsets are (*MessageEntity*);
+/// a longer one is refused with 400 "message is too long", an empty one "message text is
+/// empty" (the Bot API server's answers for MESSAGE_TOO_LONG and MESSAGE_EMPTY).
+struct BotApi(i64);
+
+impl Respond for BotApi {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let units = after_entity_parsing(body["text"].as_str().unwrap_or(""));
+        let refused = match units {
+            0 => Some("Bad Request: message text is empty"),
+            n if n > 4096 => Some("Bad Request: message is too long"),
+            _ => None,
+        };
+        match refused {
+            Some(description) => ResponseTemplate::new(400)
+                .set_body_json(json!({"ok": false, "error_code": 400, "description": description})),
+            None => ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "result": {"message_id": self.0}})),
+        }
+    }
+}
+
+/// The length Telegram checks for `parse_mode: HTML`: tags are entities, not text, and `&lt;`
+/// and its kind are one character.
+fn after_entity_parsing(html: &str) -> usize {
+    let (mut units, mut in_tag, mut in_entity) = (0, false, false);
+    for c in html.chars() {
+        match c {
+            '<' if !in_entity => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            '&' if !in_tag => (in_entity, units) = (true, units + 1),
+            ';' if in_entity => in_entity = false,
+            _ if in_tag || in_entity => {}
+            c => units += c.len_utf16(),
+        }
+    }
+    units
+}
+
+/// Discord's Execute / Edit Webhook Message: `content` is at most 2000 characters; a longer one
+/// is refused with 400 and code 50035 "Invalid Form Body", the field's error nested as the
+/// Discord API reference shows (*Opcodes and Status Codes*, JSON error codes; *Error
+/// Messages*).
+struct DiscordApi;
+
+impl Respond for DiscordApi {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let content = body["content"].as_str().unwrap_or("");
+        if content.chars().count() > 2000 {
+            return ResponseTemplate::new(400).set_body_json(json!({
+                "message": "Invalid Form Body", "code": 50035,
+                "errors": {"content": {"_errors": [
+                    {"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 2000 or fewer in length."}
+                ]}}
+            }));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({"id": "1234"}))
+    }
 }
 
 /// (method path, request body) of every call the fake received.
@@ -319,12 +381,12 @@ async fn discord_edits_its_message_and_slack_posts_anew() {
     let h = harness().await;
     Mock::given(method("POST"))
         .and(path("/api/v10/webhooks/1/tok"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1234"})))
+        .respond_with(DiscordApi)
         .mount(&h.chat)
         .await;
     Mock::given(method("PATCH"))
         .and(path("/api/v10/webhooks/1/tok/messages/1234"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1234"})))
+        .respond_with(DiscordApi)
         .mount(&h.chat)
         .await;
     Mock::given(path("/slack/hook"))
@@ -387,7 +449,7 @@ async fn a_hostile_commit_message_is_accepted_by_every_channel() {
         .mount(&h.chat)
         .await;
     Mock::given(path("/api/v10/webhooks/1/tok"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "1"})))
+        .respond_with(DiscordApi)
         .mount(&h.chat)
         .await;
     let mut n: Notification = messages::decode(&notification(
@@ -401,13 +463,17 @@ async fn a_hostile_commit_message_is_accepted_by_every_channel() {
         "🚀".repeat(20),
         "z".repeat(10_000)
     ));
+    // The Telegram and Discord fakes refuse an over-long text as the services do: a message
+    // over the limit would be dead-lettered here.
     assert!(run(&h, &[messages::encode(&n)]).await.is_empty());
+    assert!(h.dlq.is_empty());
     for (path, body) in calls(&h).await {
         let text = body["text"].as_str().or(body["content"].as_str()).unwrap();
-        let limit = if path.starts_with("/api/") {
-            2000
-        } else {
-            4096
+        // Slack truncates beyond 40,000 and advises under 4,000 (*Truncating content*).
+        let limit = match path.as_str() {
+            "/slack/hook" => 4000,
+            p if p.starts_with("/api/") => 2000,
+            _ => 4096,
         };
         assert!(
             text.encode_utf16().count() <= limit,
@@ -416,6 +482,53 @@ async fn a_hostile_commit_message_is_accepted_by_every_channel() {
         );
         assert!(!text.contains("<b>&</b>"), "{path} escaped the user text");
     }
+}
+
+#[tokio::test]
+async fn the_fakes_refuse_a_text_over_the_limit_as_the_services_do() {
+    let h = harness().await;
+    Mock::given(path("/bot123:tok/sendMessage"))
+        .respond_with(telegram_ok(1))
+        .mount(&h.chat)
+        .await;
+    Mock::given(path("/api/v10/webhooks/1/tok"))
+        .respond_with(DiscordApi)
+        .mount(&h.chat)
+        .await;
+    let send = |path: &str, body: Value| {
+        let url = format!("{}{path}", h.chat.uri());
+        async move {
+            let answer = reqwest::Client::new().post(url).json(&body).send().await;
+            let answer = answer.unwrap();
+            (
+                answer.status().as_u16(),
+                answer.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    // 2,048 emoji are 4,096 UTF-16 units; the tags around them are not counted.
+    let fits = format!("<b>{}</b>", "🚀".repeat(2048));
+    assert_eq!(
+        send("/bot123:tok/sendMessage", json!({"text": fits}))
+            .await
+            .0,
+        200
+    );
+    let (status, body) = send(
+        "/bot123:tok/sendMessage",
+        json!({"text": "🚀".repeat(2049)}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["description"].as_str()),
+        (400, Some("Bad Request: message is too long"))
+    );
+    let (status, body) = send(
+        "/api/v10/webhooks/1/tok",
+        json!({"content": "z".repeat(2001)}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(50035)));
 }
 
 #[tokio::test]

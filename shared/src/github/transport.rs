@@ -103,47 +103,146 @@ fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
 }
 
-/// Maps a failed answer to what shipline should do about it.
+/// GitHub's error body (REST reference, *Client errors*): a message, and for a 422 the fields
+/// at fault, each an object with its own message or, on some endpoints, a plain string.
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    message: String,
+    #[serde(default)]
+    errors: Vec<FieldError>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum FieldError {
+    Text(String),
+    Field {
+        #[serde(default)]
+        message: Option<String>,
+    },
+}
+
+/// The words of a failed answer: GitHub's message and each field's, else the status's reason.
+fn error_message(status: StatusCode, body: &str) -> String {
+    let Ok(parsed) = serde_json::from_str::<ErrorBody>(body) else {
+        return status.canonical_reason().unwrap_or("error").to_string();
+    };
+    let fields = parsed.errors.into_iter().filter_map(|e| match e {
+        FieldError::Text(text) => Some(text),
+        FieldError::Field { message } => message,
+    });
+    std::iter::once(parsed.message)
+        .chain(fields)
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Maps a failed answer to what shipline should do about it: the one classifier of
+/// `crate::http`, after GitHub's own rate-limit rule (a primary rate limit is a 403 with
+/// `x-ratelimit-remaining: 0`, a secondary one a 403 or 429 that says so; the wait is
+/// `retry-after`, else until `x-ratelimit-reset`; REST reference, *Rate limits*).
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &str) -> GitHubError {
+    let message = error_message(status, body);
     let header_num = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<i64>().ok())
     };
-    let message = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            let mut m = v.get("message")?.as_str()?.to_string();
-            if let Some(errors) = v.get("errors").and_then(|e| e.as_array()) {
-                for e in errors {
-                    if let Some(em) = e.get("message").and_then(|x| x.as_str()) {
-                        m.push_str(": ");
-                        m.push_str(em);
-                    }
-                }
-            }
-            Some(m)
-        })
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-    let limited = status == StatusCode::TOO_MANY_REQUESTS
-        || (status == StatusCode::FORBIDDEN
-            && (header_num("x-ratelimit-remaining") == Some(0)
-                || message.to_ascii_lowercase().contains("rate limit")));
-    if limited {
-        let retry_after = header_num("retry-after")
-            .or_else(|| header_num("x-ratelimit-reset").map(|reset| reset - now()))
-            .unwrap_or(60)
-            .clamp(1, 3600);
-        return GitHubError::RateLimited {
-            retry_after: Duration::from_secs(retry_after as u64),
+    let wait = header_num("retry-after")
+        .or_else(|| header_num("x-ratelimit-reset").map(|reset| reset - now()))
+        .map(|seconds| Duration::from_secs(seconds.clamp(1, 3600) as u64));
+    let limited_403 = status == StatusCode::FORBIDDEN
+        && (header_num("x-ratelimit-remaining") == Some(0)
+            || message.to_ascii_lowercase().contains("rate limit"));
+    let status_for_classify = if limited_403 {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        status
+    };
+    match crate::http::classify(status_for_classify, wait, Duration::from_secs(60)) {
+        crate::http::Failure::RateLimited(retry_after) => GitHubError::RateLimited { retry_after },
+        crate::http::Failure::Unavailable => {
+            GitHubError::Unavailable(format!("{status}: {message}"))
+        }
+        crate::http::Failure::Rejected => GitHubError::Rejected {
+            status: status.as_u16(),
+            message,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn a_primary_rate_limit_is_a_403_that_waits_until_the_reset() {
+        let reset = (now() + 120).to_string();
+        let limited = classify(
+            StatusCode::FORBIDDEN,
+            &headers(&[
+                ("x-ratelimit-remaining", "0".into()),
+                ("x-ratelimit-reset", reset),
+            ]),
+            r#"{"message":"API rate limit exceeded for installation ID 1."}"#,
+        );
+        let GitHubError::RateLimited { retry_after } = limited else {
+            panic!("{limited:?}")
         };
+        assert!(
+            (119..=120).contains(&retry_after.as_secs()),
+            "{retry_after:?}"
+        );
+        // A secondary limit says so in its message and sends retry-after.
+        let secondary = classify(
+            StatusCode::FORBIDDEN,
+            &headers(&[("retry-after", "30".into())]),
+            r#"{"message":"You have exceeded a secondary rate limit."}"#,
+        );
+        assert!(
+            matches!(secondary, GitHubError::RateLimited { retry_after } if retry_after.as_secs() == 30)
+        );
     }
-    if status.is_server_error() {
-        return GitHubError::Unavailable(format!("{status}: {message}"));
-    }
-    GitHubError::Rejected {
-        status: status.as_u16(),
-        message,
+
+    #[test]
+    fn other_answers_are_classified_as_every_service_s_are() {
+        let refused = classify(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &HeaderMap::new(),
+            r#"{"message":"Validation Failed","errors":[{"resource":"Status","code":"custom","message":"description is too long"},"sha is not a commit"]}"#,
+        );
+        assert!(
+            matches!(&refused, GitHubError::Rejected { status: 422, message }
+            if message == "Validation Failed: description is too long: sha is not a commit"),
+            "{refused:?}"
+        );
+        let forbidden = classify(
+            StatusCode::FORBIDDEN,
+            &HeaderMap::new(),
+            r#"{"message":"Resource not accessible by integration"}"#,
+        );
+        assert!(matches!(
+            forbidden,
+            GitHubError::Rejected { status: 403, .. }
+        ));
+        let down = classify(StatusCode::BAD_GATEWAY, &HeaderMap::new(), "<html>");
+        assert!(
+            matches!(&down, GitHubError::Unavailable(m) if m == "502 Bad Gateway: Bad Gateway"),
+            "{down:?}"
+        );
+        let limited = classify(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), "");
+        assert!(
+            matches!(limited, GitHubError::RateLimited { retry_after } if retry_after.as_secs() == 60)
+        );
     }
 }
