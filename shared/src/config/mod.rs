@@ -4,6 +4,9 @@
 //! without a build project, a channel that is named but not defined, a secret that is named but
 //! absent. Each error names the key and the line, so that `shipline config check` and a cold
 //! start that refuses a broken config say exactly what to fix.
+//!
+//! The `chatops` and `sentry` sections' types live in their own modules (re-exported here),
+//! durations are read by `humantime_serde_compat`, and the checks beyond serde's are `check`'s.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -53,77 +56,6 @@ pub struct Config {
     /// Who may act from the Telegram group (chat-ops).
     #[serde(default)]
     pub chatops: ChatOps,
-}
-
-/// ChatOps: everyone in a configured Telegram chat may read `/status`; only the Telegram user
-/// ids listed for an action may take it (`/deploy`, `/rollback`, `/promote` and the buttons).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatOps {
-    #[serde(default)]
-    pub allow: ChatOpsAllow,
-}
-
-/// Telegram user ids (numbers, as `from.id` gives them; a username can change hands).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatOpsAllow {
-    #[serde(default)]
-    pub deploy: Vec<Spanned<i64>>,
-    #[serde(default)]
-    pub rollback: Vec<Spanned<i64>>,
-    #[serde(default)]
-    pub promote: Vec<Spanned<i64>>,
-}
-
-/// What a person may do from the chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChatPower {
-    Deploy,
-    Rollback,
-    Promote,
-}
-
-impl ChatPower {
-    /// What a person does: "roll back".
-    pub fn verb(self) -> &'static str {
-        match self {
-            ChatPower::Deploy => "deploy",
-            ChatPower::Rollback => "roll back",
-            ChatPower::Promote => "promote",
-        }
-    }
-
-    /// Its key under `chatops.allow`.
-    pub fn key(self) -> &'static str {
-        match self {
-            ChatPower::Deploy => "deploy",
-            ChatPower::Rollback => "rollback",
-            ChatPower::Promote => "promote",
-        }
-    }
-}
-
-impl ChatOps {
-    fn ids(&self, power: ChatPower) -> &[Spanned<i64>] {
-        match power {
-            ChatPower::Deploy => &self.allow.deploy,
-            ChatPower::Rollback => &self.allow.rollback,
-            ChatPower::Promote => &self.allow.promote,
-        }
-    }
-
-    /// Whether Telegram user `user` may take actions of this kind.
-    pub fn may(&self, power: ChatPower, user: i64) -> bool {
-        self.ids(power).iter().any(|id| id.value == user)
-    }
-
-    /// Whether anyone may act at all.
-    pub fn enabled(&self) -> bool {
-        [ChatPower::Deploy, ChatPower::Rollback, ChatPower::Promote]
-            .into_iter()
-            .any(|p| !self.ids(p).is_empty())
-    }
 }
 
 /// A chat destination. Exactly one kind per channel.
@@ -396,87 +328,6 @@ impl DeployRule {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SentryConfig {
-    #[serde(default)]
-    pub projects: BTreeMap<String, SentryProject>,
-    /// Alerts of a project not listed: sent to the default channels, or ignored.
-    #[serde(default)]
-    pub unknown_projects: UnknownProjects,
-    #[serde(default = "default_throttle", with = "humantime_serde_compat")]
-    pub throttle: Duration,
-}
-
-impl Default for SentryConfig {
-    fn default() -> Self {
-        Self {
-            projects: BTreeMap::new(),
-            unknown_projects: UnknownProjects::default(),
-            throttle: default_throttle(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnknownProjects {
-    #[default]
-    Default,
-    Ignore,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SentryProject {
-    #[serde(default)]
-    pub notify: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
-    pub min_level: Level,
-    #[serde(default, with = "humantime_serde_compat::option")]
-    pub throttle: Option<Duration>,
-}
-
-/// Sentry's levels, least severe first, so that `>=` compares severity.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    Debug,
-    Info,
-    Warning,
-    #[default]
-    Error,
-    Fatal,
-}
-
-fn default_throttle() -> Duration {
-    Duration::from_secs(600)
-}
-
-/// `10m`, `90s`, `1h 30m`, as humantime writes them.
-mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration ({e}); write e.g. 10m or 90s"
-            ))
-        })
-    }
-
-    pub mod option {
-        use super::*;
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            super::deserialize(d).map(Some)
-        }
-    }
-}
-
 impl Config {
     /// Every CodeBuild project the config names (fork projects included), sorted and once each:
     /// the stack's `CodeBuildProjects` parameter.
@@ -596,9 +447,14 @@ impl Config {
     }
 }
 
+mod chatops;
 mod check;
+mod humantime_serde_compat;
+mod sentry;
 
+pub use chatops::{ChatOps, ChatOpsAllow, ChatPower};
 pub use check::NamedSecret;
+pub use sentry::{Level, SentryConfig, SentryProject, UnknownProjects};
 
 #[cfg(test)]
 mod tests;
