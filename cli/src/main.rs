@@ -280,7 +280,7 @@ async fn main() -> ExitCode {
             queue,
             json,
         } => commands::promote::promote(&target, sha, &queue, json, &ui).await,
-        Command::Status { stack, json } => commands::promote::status(&stack, json, &ui).await,
+        Command::Status { stack, json } => commands::status::run(&stack, json, &ui).await,
         Command::Setup(args) => setup(args, &ui).await,
         Command::Doctor {
             stack,

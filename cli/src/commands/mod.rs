@@ -9,3 +9,4 @@ pub mod rollback;
 pub mod serve;
 pub mod setup;
 pub mod sign;
+pub mod status;
