@@ -10,11 +10,11 @@ use serde::Serialize;
 use shared::alerts;
 use shared::batch::Outcome;
 use shared::config::{DeployRule, Gate};
-use shared::ids::TargetKey;
+use shared::ids::{Sha, TargetKey};
 use shared::messages::{
     self, DeployQueueMessage, DeployRequest, Facts, NotificationKind, PromoteRequest, PromotionOf,
 };
-use shared::ports::{OutgoingMessage, StateError};
+use shared::ports::{OutgoingMessage, StateError, StateStore};
 use shared::records::{LiveRecord, PendingPromotion, PendingPromotions, StateKey};
 use tracing::{info, warn};
 
@@ -65,7 +65,7 @@ pub(crate) async fn schedule(
         let soak = promotion.after.unwrap_or_default().as_secs();
         let target = promotion.target_key(config_repo);
         // A retried deploy message comes back here after its promotion may have happened.
-        if already_live(deps, &target, request).await {
+        if already_live(&*deps.state, now, &target, &request.sha).await? {
             continue;
         }
         let pending = PendingPromotion {
@@ -114,14 +114,18 @@ pub(crate) async fn schedule(
     Ok((!next.is_empty()).then(|| format!("next: {}", next.join("; "))))
 }
 
-/// Whether `request`'s commit is what `target` runs already.
-async fn already_live(deps: &Deps, target: &TargetKey, request: &DeployRequest) -> bool {
-    deps.state
-        .read_value::<LiveRecord>(StateKey::Live(target), deps.clock.unix())
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|live| live.sha == request.sha)
+/// Whether `sha` is what `target` runs already. A live record that does not parse is an
+/// error, to be looked at, never "nothing is live".
+async fn already_live(
+    state: &dyn StateStore,
+    now: i64,
+    target: &TargetKey,
+    sha: &Sha,
+) -> Result<bool, StateError> {
+    let live = state
+        .read_value::<LiveRecord>(StateKey::Live(target), now)
+        .await?;
+    Ok(live.is_some_and(|live| live.sha == *sha))
 }
 
 async fn superseded(deps: &Deps, config_repo: &str, old: &PendingPromotion, by: &DeployRequest) {
@@ -246,7 +250,7 @@ pub async fn sweep(deps: &Deps) -> Result<SweepReport, StateError> {
 }
 
 /// Removes `target`'s pending promotion if it is still of `sha`; whether it did.
-async fn take(deps: &Deps, target: &str, sha: &shared::ids::Sha) -> Result<bool, StateError> {
+async fn take(deps: &Deps, target: &str, sha: &Sha) -> Result<bool, StateError> {
     update(deps, |all| {
         if all.get(target).is_some_and(|p| p.request.sha == *sha) {
             all.remove(target);
@@ -347,7 +351,7 @@ pub(crate) async fn promote(
             rule.branch
         )));
     };
-    let wanted = |sha: &shared::ids::Sha| request.sha.as_ref().is_none_or(|s| s == sha);
+    let wanted = |sha: &Sha| request.sha.as_ref().is_none_or(|s| s == sha);
     let pending: PendingPromotions = deps
         .state
         .read_value(StateKey::Promotions, deps.clock.unix())
@@ -438,4 +442,46 @@ async fn from_live(
         }),
         requested_by: None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use shared::adapters::memory::MemoryStateStore;
+    use shared::ports::Precondition;
+
+    use super::*;
+
+    async fn store_live(state: &MemoryStateStore, target: &TargetKey, value: serde_json::Value) {
+        let key = StateKey::Live(target).to_string();
+        state
+            .put(&key, value, Precondition::None, None, 0)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_live_commit_is_already_live_and_another_or_none_is_not() {
+        let state = MemoryStateStore::new();
+        let target = TargetKey::new("heroku:app");
+        let sha = Sha::new("a".repeat(40));
+        let nothing = already_live(&state, 0, &target, &sha).await;
+        assert!(matches!(nothing, Ok(false)), "{nothing:?}");
+        let live = serde_json::json!({
+            "repo": "o/r", "branch": "master", "sha": sha, "release_id": "rel-1",
+            "at": "2026-11-26T09:00:00Z", "build_id": "p:1",
+        });
+        store_live(&state, &target, live).await;
+        assert!(already_live(&state, 0, &target, &sha).await.unwrap());
+        let other = Sha::new("b".repeat(40));
+        assert!(!already_live(&state, 0, &target, &other).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_live_record_is_an_error_not_nothing_live() {
+        let state = MemoryStateStore::new();
+        let target = TargetKey::new("heroku:app");
+        store_live(&state, &target, serde_json::json!({"sha": 42})).await;
+        let read = already_live(&state, 0, &target, &Sha::new("a".repeat(40))).await;
+        assert!(matches!(read, Err(StateError::Corrupt(_))), "{read:?}");
+    }
 }
