@@ -242,8 +242,8 @@ fn chat_channels(
     Ok(channels)
 }
 
-/// What the five functions share: one config, one state store, one clock, one GitHub, one
-/// notification queue.
+/// What the six functions' handlers share: one config, one state store, one clock, one
+/// GitHub, one notification queue.
 struct Wiring {
     config: Arc<Config>,
     secrets: Arc<Secrets>,

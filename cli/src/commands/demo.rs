@@ -1,9 +1,12 @@
 //! `shipline demo`: the whole pipeline on this machine, with no account and no setup. A
-//! throwaway git repository with a buildspec, a config, the five functions in one process, a
-//! signed push webhook over HTTP, and the story as it happens: built, released to staging,
-//! promoted to production once Sentry stayed quiet. `--fail` shows a failing build;
-//! `--rollback` a second release whose production starts failing, rolled back by itself;
-//! `--chatops` a second release rolled back by a button pressed in the team chat.
+//! throwaway git repository with a buildspec, a config, seven of the eight functions in one
+//! process (the handlers of webhook-intake, build-dispatch, deploy-promotion, notifier,
+//! alert-forwarder and chat-ops, and the status page on loopback; delivery-recovery has no
+//! failed GitHub deliveries to ask for again here), a signed push webhook over HTTP, and the
+//! story as it happens: built, released to staging, promoted to production once Sentry stayed
+//! quiet. `--fail` shows a failing build; `--rollback` a second release whose production
+//! starts failing, rolled back by itself; `--chatops` a second release rolled back by a button
+//! pressed in the team chat.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -333,7 +336,8 @@ fn demo_config(shop: &Shop, story: Story) -> anyhow::Result<Config> {
     Config::from_yaml(&config_text).context("the demo config")
 }
 
-/// The five functions in this process, reporting what the local GitHub is told as events.
+/// The local stack in this process (six functions' handlers, and the status page its server
+/// answers `GET /` with), reporting what the local GitHub is told as events.
 fn local_stack(shop: &Shop, work: &Path, story: Story, ui: &Arc<Ui>) -> anyhow::Result<Arc<Stack>> {
     let secrets = Secrets::default()
         .with("github_webhook_secret", SECRET)
