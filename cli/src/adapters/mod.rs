@@ -5,4 +5,5 @@
 pub mod builds;
 pub mod command;
 pub mod console;
+pub mod durable;
 pub mod github;
