@@ -150,7 +150,9 @@ impl DurableStore {
     /// Makes every message that was in flight (received, neither deleted nor released) visible
     /// at once, and returns how many. Called once at start by the process that owns the data
     /// directory: their receiver died with the previous process. SQS would redeliver them after
-    /// their visibility timeout; at-least-once either way, and sooner.
+    /// their visibility timeout; at-least-once either way, and sooner. A message put back for
+    /// later (`release`, `Redelivery::redeliver_after`) and not yet due comes back at once too:
+    /// the two are not told apart, and a redelivery early is harmless to the functions.
     pub async fn recover_in_flight(&self) -> Result<u64, QueueError> {
         let now = self.now_ms();
         let n = self
