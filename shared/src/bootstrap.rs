@@ -52,6 +52,8 @@ pub struct Bootstrap {
     /// One SQS client for every queue of the function (a client is cheap to clone, and each
     /// `Client::new` builds its whole configuration again).
     sqs: std::sync::OnceLock<aws_sdk_sqs::Client>,
+    /// The state table's client, likewise built once.
+    dynamodb: std::sync::OnceLock<aws_sdk_dynamodb::Client>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -67,21 +69,46 @@ impl Bootstrap {
     /// secrets side by side, refuses the local stack's parts (`console`, `command`), and checks
     /// that every secret the config names is there.
     pub async fn from_env() -> Result<Self, BootstrapError> {
+        Self::load(None).await
+    }
+
+    /// [`Self::from_env`] for an HTTP function, which also opens, while the config and secrets
+    /// load, the connections its first request needs: SQS (through the queue in `queue_var`;
+    /// one client and one pool serve every queue) and the state table. See [`Self::warm`].
+    pub async fn from_env_warm(queue_var: &str) -> Result<Self, BootstrapError> {
+        Self::load(Some(queue_var)).await
+    }
+
+    async fn load(warm_queue: Option<&str>) -> Result<Self, BootstrapError> {
         let tls = crate::tls::tls().map_err(BootstrapError::Tls)?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(tls.sdk_http.clone())
             .timeout_config(aws_timeouts())
             .load()
             .await;
-        let (config, secrets) = tokio::join!(load_config(&aws), load_secrets(&aws));
+        let (sqs, dynamodb) = (std::sync::OnceLock::new(), std::sync::OnceLock::new());
+        // The warm-up needs only the environment: it runs beside the loads, not after them.
+        let warm = async {
+            if let Some(var) = warm_queue {
+                let sqs = sqs.get_or_init(|| aws_sdk_sqs::Client::new(&aws));
+                let dynamodb = dynamodb.get_or_init(|| aws_sdk_dynamodb::Client::new(&aws));
+                let queue = SqsQueue::new(sqs.clone(), required(var)?);
+                let state = DynamoStateStore::new(dynamodb.clone(), required(STATE_TABLE)?);
+                Self::warm(&queue, &state).await;
+            }
+            Ok::<(), BootstrapError>(())
+        };
+        let (config, secrets, warmed) = tokio::join!(load_config(&aws), load_secrets(&aws), warm);
         let (config, secrets) = (config?, secrets?);
+        warmed?;
         config.refuse_local_only()?;
         config.check_secrets(&secrets)?;
         Ok(Self {
             aws,
             config: Arc::new(config),
             secrets: Arc::new(secrets),
-            sqs: std::sync::OnceLock::new(),
+            sqs,
+            dynamodb,
         })
     }
 
@@ -199,10 +226,10 @@ impl Bootstrap {
     /// The DynamoDB state table named by `STATE_TABLE`.
     pub fn state_store(&self) -> Result<Arc<dyn StateStore>, BootstrapError> {
         let table = required(STATE_TABLE)?;
-        Ok(Arc::new(DynamoStateStore::new(
-            aws_sdk_dynamodb::Client::new(&self.aws),
-            table,
-        )))
+        let client = self
+            .dynamodb
+            .get_or_init(|| aws_sdk_dynamodb::Client::new(&self.aws));
+        Ok(Arc::new(DynamoStateStore::new(client.clone(), table)))
     }
 }
 

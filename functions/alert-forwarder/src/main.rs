@@ -10,7 +10,7 @@ use shared::ports::SystemClock;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let boot = Bootstrap::from_env().await?;
+    let boot = Bootstrap::from_env_warm(NOTIFY_QUEUE_URL).await?;
     let deps = Deps {
         client_secret: boot.secrets.get("sentry_client_secret").cloned(),
         legacy_token: boot.secrets.get("sentry_legacy_token").cloned(),
@@ -20,6 +20,5 @@ async fn main() -> Result<(), Error> {
         clock: Arc::new(SystemClock),
         config: boot.config.clone(),
     };
-    Bootstrap::warm(deps.notify.as_ref(), deps.state.as_ref()).await;
     lambda_http::run(service_fn(|request| handle(&deps, request))).await
 }

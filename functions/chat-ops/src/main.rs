@@ -11,7 +11,7 @@ use shared::secrets::SecretString;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let boot = Bootstrap::from_env().await?;
+    let boot = Bootstrap::from_env_warm(DEPLOY_QUEUE_URL).await?;
     let deps = Deps {
         // Without it (no Telegram chat in the config, setup not run) every update is refused:
         // nobody can prove to be Telegram.
@@ -27,6 +27,5 @@ async fn main() -> Result<(), Error> {
         clock: Arc::new(SystemClock),
         config: boot.config.clone(),
     };
-    Bootstrap::warm(deps.deploys.as_ref(), deps.state.as_ref()).await;
     lambda_http::run(service_fn(|request| handle(&deps, request))).await
 }

@@ -10,7 +10,7 @@ use webhook_intake::{Deps, handle};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let boot = Bootstrap::from_env().await?;
+    let boot = Bootstrap::from_env_warm(BUILD_QUEUE_URL).await?;
     let deps = Deps {
         webhook_secret: boot.secrets.require("github_webhook_secret")?.clone(),
         builds: boot.queue(BUILD_QUEUE_URL)?,
@@ -18,6 +18,5 @@ async fn main() -> Result<(), Error> {
         config: boot.config.clone(),
         clock: Arc::new(SystemClock),
     };
-    Bootstrap::warm(deps.builds.as_ref(), deps.state.as_ref()).await;
     lambda_http::run(service_fn(|request| handle(&deps, request))).await
 }
