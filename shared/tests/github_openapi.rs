@@ -232,11 +232,10 @@ async fn every_github_call_matches_githubs_own_description() {
         context: "shipline/build".into(),
     };
     app.set_status(REPO, SHA, &status, None).await.unwrap();
-        deliveries(&app, &HookScope::App).await;
+    deliveries(&app, &HookScope::App).await;
     // `shipline setup` and `doctor` check where the App delivers.
     let hook = app.app_hook_config().await.unwrap();
     assert!(hook.url.is_some_and(|url| url.starts_with("https://")));
-
 
     let exchanges = exchanges.lock().unwrap();
     // What GitHub caps but its description does not say: 140 characters of a description

@@ -12,8 +12,8 @@ pub const PUBLIC_API: &str = "https://api.github.com";
 pub(super) const API_VERSION: &str = "2022-11-28";
 
 /// GitHub's REST API at one base URL: requests with a given token, and what a failed answer
-/// means. The installation client (`super::client::GitHubClient`) and a signed-in person's calls
-/// (`super::person`) both go through it.
+/// means. The installation client (`super::client::GitHubClient`) and the status page's calls for
+/// a signed-in person both go through it.
 #[derive(Debug, Clone)]
 pub struct Rest {
     http: reqwest::Client,

@@ -1,5 +1,5 @@
 //! The pipeline wired as the stack wires it, for the end-to-end and fault-injection tests:
-//! the five handlers unchanged, real queues (each with its dead-letter queue) and the state
+//! the five pipeline handlers unchanged, real queues (each with its dead-letter queue) and the state
 //! table on moto, and local fakes for CodeBuild's JSON API, GitHub, Heroku and Telegram that
 //! keep a record of what they answered and can fail a share of calls on purpose.
 //!
@@ -510,7 +510,8 @@ pub struct FaultPlan {
     pub telegram: Faults,
 }
 
-/// What the five functions are wired to in a pipeline test.
+/// What the five pipeline functions (intake, build-dispatch, deploy-promotion, notifier,
+/// alert-forwarder) are wired to in a pipeline test.
 struct Wiring<'a> {
     sdk: &'a aws_config::SdkConfig,
     sqs: &'a aws_sdk_sqs::Client,
