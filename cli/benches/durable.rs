@@ -10,7 +10,9 @@
 //! each with every commit fsynced (`Synchronous::Full`, what `serve` uses) and, for what the
 //! fsync costs, with `Synchronous::Normal`. scripts/bench prints the figures.
 
+// The store as `shipline serve` has it; the bench uses only its hot paths.
 #[path = "../src/adapters/durable/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod durable;
 
 use std::sync::Arc;

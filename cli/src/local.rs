@@ -1,6 +1,6 @@
 //! The local stack: the six functions' handlers, unchanged, wired to embedded adapters
-//! (in-memory queues and state, the local build runner, a local GitHub, console chat) and
-//! pumped in one process.
+//! (the durable store's queues and state, the local build runner, a local GitHub, console
+//! chat) and pumped in one process.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -16,16 +16,16 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use notifier::chat::ChatChannel;
-use shared::adapters::memory::{MemoryQueue, MemoryRedelivery, MemoryStateStore};
 use shared::batch::Handoff;
 use shared::config::{Channel, Config};
 use shared::github::client::{Auth, GitHubClient};
 use shared::messages::{self, Notification};
-use shared::ports::{GitHub, OutgoingMessage, SystemClock};
+use shared::ports::{GitHub, Queue, SystemClock};
 
 use crate::adapters::builds::LocalBuildRunner;
 use crate::adapters::command::Command;
 use crate::adapters::console::Console;
+use crate::adapters::durable::{DurableQueue, DurableStore, Received};
 use crate::adapters::github::LocalGitHub;
 use shared::secrets::Secrets;
 
@@ -39,32 +39,57 @@ pub struct Stack {
     pub chatops: Option<chat_ops::Deps>,
     /// What the console channels show, buttons included.
     pub console: Arc<Console>,
-    pub builds_queue: Arc<MemoryQueue>,
-    pub events_queue: Arc<MemoryQueue>,
-    pub deploys_queue: Arc<MemoryQueue>,
-    pub notify_queue: Arc<MemoryQueue>,
+    pub builds_queue: Arc<DurableQueue>,
+    pub events_queue: Arc<DurableQueue>,
+    pub deploys_queue: Arc<DurableQueue>,
+    pub notify_queue: Arc<DurableQueue>,
     pub runner: Arc<LocalBuildRunner>,
 }
 
+/// How many times a message is received before its queue moves it to its dead-letter queue:
+/// template.yaml's `maxReceiveCount`.
+const MAX_RECEIVE_COUNT: u32 = 100;
+
+/// How long a received message stays invisible before it is received again. The pump is
+/// sequential (a batch's handler returns before the next receive), so this never makes a
+/// message run twice at once; it is how soon a plain failure (one the handler did not put back
+/// for later with `redeliver_after`) is tried again, and 30 s keeps a local retry prompt. A
+/// message in flight when the process dies comes back at the next start anyway
+/// (`recover_in_flight`).
+const VISIBILITY: Duration = Duration::from_secs(30);
+
+/// One of the four queues the functions consume, with its dead-letter queue.
+fn queue_with_dlq(store: &DurableStore, name: &str) -> (Arc<DurableQueue>, Arc<dyn Queue>) {
+    let dlq = match name.strip_suffix(".fifo") {
+        Some(base) => format!("{base}-dead-letters.fifo"),
+        None => format!("{name}-dead-letters"),
+    };
+    let queue = store.queue(name).with_redrive(&dlq, MAX_RECEIVE_COUNT);
+    (Arc::new(queue), Arc::new(store.queue(&dlq)))
+}
+
 impl Stack {
-    /// `repos` maps each configured repo to its local checkout.
+    /// `repos` maps each configured repo to its local checkout; `work` is where builds run and
+    /// the runner records the builds it started; `store` keeps the queues and state.
     pub fn new(
         config: Config,
         secrets: Secrets,
         repos: BTreeMap<String, PathBuf>,
         work: PathBuf,
+        store: DurableStore,
         report: impl Fn(String) + Send + Sync + 'static,
     ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let secrets = Arc::new(secrets);
-        let builds_queue = Arc::new(MemoryQueue::fifo());
-        let events_queue = Arc::new(MemoryQueue::standard());
-        let deploys_queue = Arc::new(MemoryQueue::fifo());
-        let notify_queue = Arc::new(MemoryQueue::standard());
+        let (builds_queue, builds_dlq) = queue_with_dlq(&store, "builds.fifo");
+        let (events_queue, events_dlq) = queue_with_dlq(&store, "build-events");
+        let (deploys_queue, deploys_dlq) = queue_with_dlq(&store, "deploys.fifo");
+        let (notify_queue, notify_dlq) = queue_with_dlq(&store, "notifications");
         let runner = Arc::new(LocalBuildRunner::new(
             repos.clone(),
             work,
             events_queue.clone(),
+            Arc::new(store.clone()),
         ));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -76,16 +101,20 @@ impl Stack {
             config,
             secrets,
             http,
-            state: Arc::new(MemoryStateStore::new()),
+            state: Arc::new(store.clone()),
             clock: Arc::new(SystemClock),
-            redelivery: Arc::new(MemoryRedelivery::default()),
+            redelivery: Arc::new(store.clone()),
             notify: notify_queue.clone(),
         };
         Ok(Self {
             intake: wiring.intake(builds_queue.clone())?,
-            dispatch: wiring.dispatch(runner.clone(), deploys_queue.clone()),
-            promotion: wiring.promotion(deploys_queue.clone()),
-            notifier: wiring.notifier(channels),
+            dispatch: wiring.dispatch(
+                runner.clone(),
+                deploys_queue.clone(),
+                [builds_dlq, events_dlq],
+            ),
+            promotion: wiring.promotion(deploys_queue.clone(), deploys_dlq),
+            notifier: wiring.notifier(channels, notify_dlq),
             alerts: wiring.alerts(deploys_queue.clone()),
             chatops: wiring.chatops(deploys_queue.clone()),
             console,
@@ -99,30 +128,30 @@ impl Stack {
 
     /// Hands what waits on the build queue to build-dispatch, as one Lambda batch.
     pub async fn step_builds(&self) {
-        if let Some((event, messages)) = batch(&self.builds_queue, "builds.fifo") {
+        if let Some((event, received)) = batch(&self.builds_queue).await {
             let response = build_dispatch::handle_batch(&self.dispatch, &event, None).await;
-            requeue(&self.builds_queue, messages, &response);
+            settle(&self.builds_queue, received, &response).await;
         }
     }
 
     /// Hands build results (state-change events) to build-dispatch.
     pub async fn step_events(&self) {
-        if let Some((event, messages)) = batch(&self.events_queue, "build-events") {
+        if let Some((event, received)) = batch(&self.events_queue).await {
             let response = build_dispatch::handle_batch(&self.dispatch, &event, None).await;
-            requeue(&self.events_queue, messages, &response);
+            settle(&self.events_queue, received, &response).await;
         }
     }
 
     /// Hands deploy requests to deploy-promotion.
     pub async fn step_deploys(&self) {
-        if let Some((event, messages)) = batch(&self.deploys_queue, "deploys.fifo") {
+        if let Some((event, received)) = batch(&self.deploys_queue).await {
             let response = deploy_promotion::handle_batch(&self.promotion, &event, None).await;
-            requeue(&self.deploys_queue, messages, &response);
+            settle(&self.deploys_queue, received, &response).await;
         }
     }
 
     /// What deploy-promotion's schedule does on AWS: pending promotions whose soak time is
-    /// over go through their gate (cheap here: one in-memory read).
+    /// over go through their gate (cheap here: one local read).
     pub async fn step_sweep(&self) {
         if let Err(e) = deploy_promotion::promotions::sweep(&self.promotion).await {
             tracing::warn!(error = %e, "promotion sweep failed; the next pump tries again");
@@ -130,20 +159,57 @@ impl Stack {
     }
 
     /// The notifications waiting for the notifier, without taking them.
-    pub fn pending_notifications(&self) -> Vec<Notification> {
+    pub async fn pending_notifications(&self) -> Vec<Notification> {
         self.notify_queue
-            .peek()
+            .list()
+            .await
+            .unwrap_or_default()
             .iter()
             .filter_map(|m| messages::decode(&m.body).ok())
             .collect()
     }
 
-    /// Whether anything waits on any queue.
-    pub fn idle(&self) -> bool {
-        self.builds_queue.is_empty()
-            && self.events_queue.is_empty()
-            && self.deploys_queue.is_empty()
-            && self.notify_queue.is_empty()
+    fn queues(&self) -> [&DurableQueue; 4] {
+        [
+            &self.builds_queue,
+            &self.events_queue,
+            &self.deploys_queue,
+            &self.notify_queue,
+        ]
+    }
+
+    /// Whether nothing is left on any queue: visible, in flight or put back for later.
+    pub async fn idle(&self) -> bool {
+        for queue in self.queues() {
+            if queue.len().await.ok() != Some(0) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// How many messages the queues hold (visible, in flight or put back for later).
+    pub async fn queued(&self) -> u64 {
+        let mut n = 0;
+        for queue in self.queues() {
+            n += queue.len().await.unwrap_or(0);
+        }
+        n
+    }
+
+    /// Whether something can be done now: a build runs, or a message waits that a receive
+    /// would return. What was put back for later stays in the store across a restart, so a
+    /// stopping server need not wait for it.
+    pub async fn busy(&self) -> bool {
+        if self.runner.running() > 0 {
+            return true;
+        }
+        for queue in self.queues() {
+            if queue.depth().await.ok().flatten() != Some(0) {
+                return true;
+            }
+        }
+        false
     }
 
     /// Every consumer once, in the pipeline's order.
@@ -157,9 +223,9 @@ impl Stack {
 
     /// Hands notifications to the notifier (which prints console channels as it goes).
     pub async fn step_notify(&self) {
-        if let Some((event, messages)) = batch(&self.notify_queue, "notifications") {
+        if let Some((event, received)) = batch(&self.notify_queue).await {
             let response = notifier::handle_batch(&self.notifier, &event, None).await;
-            requeue(&self.notify_queue, messages, &response);
+            settle(&self.notify_queue, received, &response).await;
         }
     }
 
@@ -248,15 +314,15 @@ struct Wiring {
     config: Arc<Config>,
     secrets: Arc<Secrets>,
     http: reqwest::Client,
-    state: Arc<MemoryStateStore>,
+    state: Arc<DurableStore>,
     clock: Arc<SystemClock>,
-    redelivery: Arc<MemoryRedelivery>,
+    redelivery: Arc<DurableStore>,
     github: Arc<dyn GitHub>,
-    notify: Arc<MemoryQueue>,
+    notify: Arc<DurableQueue>,
 }
 
 impl Wiring {
-    fn intake(&self, builds: Arc<MemoryQueue>) -> anyhow::Result<webhook_intake::Deps> {
+    fn intake(&self, builds: Arc<DurableQueue>) -> anyhow::Result<webhook_intake::Deps> {
         Ok(webhook_intake::Deps {
             config: self.config.clone(),
             webhook_secret: self.secrets.require("github_webhook_secret")?.clone(),
@@ -269,7 +335,8 @@ impl Wiring {
     fn dispatch(
         &self,
         runner: Arc<LocalBuildRunner>,
-        deploys: Arc<MemoryQueue>,
+        deploys: Arc<DurableQueue>,
+        [builds_dlq, events_dlq]: [Arc<dyn Queue>; 2],
     ) -> build_dispatch::Deps {
         build_dispatch::Deps {
             config: self.config.clone(),
@@ -280,16 +347,20 @@ impl Wiring {
             notify: self.notify.clone(),
             handoff: Handoff {
                 redelivery: self.redelivery.clone(),
-                dead_letters: None,
+                dead_letters: Some(builds_dlq),
             },
-            event_dead_letters: None,
+            event_dead_letters: Some(events_dlq),
             clock: self.clock.clone(),
             region: "local".into(),
         }
     }
 
     /// Releases go to Heroku, a hook, or a local command.
-    fn promotion(&self, deploys: Arc<MemoryQueue>) -> deploy_promotion::Deps {
+    fn promotion(
+        &self,
+        deploys: Arc<DurableQueue>,
+        dead_letters: Arc<dyn Queue>,
+    ) -> deploy_promotion::Deps {
         deploy_promotion::Deps {
             deploys,
             config: self.config.clone(),
@@ -303,21 +374,25 @@ impl Wiring {
             notify: self.notify.clone(),
             handoff: Handoff {
                 redelivery: self.redelivery.clone(),
-                dead_letters: None,
+                dead_letters: Some(dead_letters),
             },
             clock: self.clock.clone(),
             follow: deploy_promotion::Follow::default(),
         }
     }
 
-    fn notifier(&self, channels: HashMap<String, Arc<dyn ChatChannel>>) -> notifier::Deps {
+    fn notifier(
+        &self,
+        channels: HashMap<String, Arc<dyn ChatChannel>>,
+        dead_letters: Arc<dyn Queue>,
+    ) -> notifier::Deps {
         notifier::Deps {
             config: self.config.clone(),
             channels,
             state: self.state.clone(),
             handoff: Handoff {
                 redelivery: self.redelivery.clone(),
-                dead_letters: None,
+                dead_letters: Some(dead_letters),
             },
             clock: self.clock.clone(),
         }
@@ -325,7 +400,7 @@ impl Wiring {
 
     /// The control room; without `telegram_webhook_secret` there is none (nobody could prove
     /// to be Telegram).
-    fn chatops(&self, deploys: Arc<MemoryQueue>) -> Option<chat_ops::Deps> {
+    fn chatops(&self, deploys: Arc<DurableQueue>) -> Option<chat_ops::Deps> {
         Some(chat_ops::Deps {
             webhook_secret: self.secrets.get("telegram_webhook_secret")?.clone(),
             config: self.config.clone(),
@@ -337,7 +412,7 @@ impl Wiring {
         })
     }
 
-    fn alerts(&self, deploys: Arc<MemoryQueue>) -> alert_forwarder::Deps {
+    fn alerts(&self, deploys: Arc<DurableQueue>) -> alert_forwarder::Deps {
         alert_forwarder::Deps {
             deploys: Some(deploys),
             config: self.config.clone(),
@@ -357,6 +432,12 @@ async fn route(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() == hyper::Method::GET && req.uri().path() == "/" {
         return Ok(status_page(&stack, page).await);
+    }
+    // For a supervisor or a load balancer: no sign-in, as it tells nothing secret.
+    if req.method() == hyper::Method::GET && req.uri().path() == "/healthz" {
+        let queued = stack.queued().await;
+        let body = serde_json::json!({ "status": "ok", "queued": queued }).to_string();
+        return Ok(json_response(StatusCode::OK, body));
     }
     if let (&hyper::Method::GET, Some(id)) = (
         req.method(),
@@ -409,7 +490,7 @@ async fn route(
         ),
         _ => (
             StatusCode::NOT_FOUND,
-            "shipline serves GET / (the status page), POST /github, POST /sentry and POST /telegram"
+            "shipline serves GET / (the status page), GET /healthz, POST /github, POST /sentry and POST /telegram"
                 .to_string(),
         ),
     };
@@ -478,40 +559,40 @@ fn json_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         .expect("a static response builds")
 }
 
-/// Takes what is waiting on a queue (ten at most) as the SQS event Lambda would deliver.
-fn batch(queue: &MemoryQueue, name: &str) -> Option<(SqsEvent, Vec<OutgoingMessage>)> {
-    let mut waiting = queue.drain();
-    let rest = waiting.split_off(waiting.len().min(10));
-    for message in rest {
-        queue.requeue(message);
-    }
-    if waiting.is_empty() {
+/// Receives what is waiting on a queue (ten at most) as the SQS event Lambda would deliver.
+async fn batch(queue: &DurableQueue) -> Option<(SqsEvent, Vec<Received>)> {
+    let received = match queue.receive(10, VISIBILITY).await {
+        Ok(received) => received,
+        Err(e) => {
+            tracing::warn!(queue = queue.name(), error = %e, "cannot receive; the next pump tries again");
+            return None;
+        }
+    };
+    if received.is_empty() {
         return None;
     }
-    let records: Vec<(&str, Option<&str>)> = waiting
-        .iter()
-        .map(|m| (m.body.as_str(), m.group_id.as_deref()))
-        .collect();
-    let event =
-        shared::batch::sqs_event(&format!("arn:aws:sqs:local:000000000000:{name}"), &records);
-    Some((event, waiting))
+    Some((queue.sqs_event(&received), received))
 }
 
-/// Failed messages go back on their queue, as SQS makes them visible again.
-fn requeue(
-    queue: &MemoryQueue,
-    messages: Vec<OutgoingMessage>,
+/// Deletes the messages the handler did not report as failed, as Lambda does with a partial
+/// batch response. The failed ones stay, to be received again when their visibility ends
+/// (moved already by the handler when it asked for a redelivery later).
+async fn settle(
+    queue: &DurableQueue,
+    received: Vec<Received>,
     response: &aws_lambda_events::sqs::SqsBatchResponse,
 ) {
-    // `sqs_event` numbers the messages `m-<index>`.
-    let failed: Vec<usize> = response
-        .batch_item_failures
-        .iter()
-        .filter_map(|f| f.item_identifier.strip_prefix("m-")?.parse().ok())
+    let done: Vec<String> = received
+        .into_iter()
+        .filter(|m| {
+            !response
+                .batch_item_failures
+                .iter()
+                .any(|f| f.item_identifier == m.message_id)
+        })
+        .map(|m| m.receipt)
         .collect();
-    for (i, message) in messages.into_iter().enumerate() {
-        if failed.contains(&i) {
-            queue.requeue(message);
-        }
+    if let Err(e) = queue.delete_batch(&done).await {
+        tracing::warn!(queue = queue.name(), error = %e, "cannot delete handled messages; they will be received again");
     }
 }

@@ -46,7 +46,8 @@ enum Command {
     },
     /// Run the pipeline as a long-running local server for real webhooks (POST /github,
     /// POST /sentry): embedded queues, state and build runner; real GitHub, Heroku and chat
-    /// adapters when their secrets are given. Ctrl-C finishes in-flight messages, then exits.
+    /// adapters when their secrets are given. Queues and state survive a restart (--data).
+    /// Ctrl-C or SIGTERM finishes in-flight builds and messages, then exits.
     Serve {
         #[arg(long)]
         config: PathBuf,
@@ -58,6 +59,10 @@ enum Command {
         /// A local checkout the build runner builds from, as owner/name=PATH (repeat per repo).
         #[arg(long = "repo", value_name = "OWNER/NAME=PATH")]
         repos: Vec<String>,
+        /// Where the queues, state and running builds are kept across restarts (default:
+        /// $XDG_DATA_HOME/shipline, else ~/.local/share/shipline). One server per directory.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
     },
     /// Check or store the pipeline config.
     #[command(subcommand)]
@@ -243,7 +248,8 @@ async fn main() -> ExitCode {
             secrets,
             listen,
             repos,
-        } => commands::serve::run(&config, &secrets, listen, &repos, ui.clone()).await,
+            data,
+        } => commands::serve::run(&config, &secrets, listen, &repos, data, ui.clone()).await,
         Command::Config(ConfigCommand::Check {
             file,
             secrets,

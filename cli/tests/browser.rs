@@ -324,7 +324,8 @@ fn serve(dir: &Path, port: u16, repos: &[(&str, &Path)]) -> tokio::process::Chil
     command
         .args(["serve", "--config", config.to_str().unwrap()])
         .args(["--secrets", secrets.to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}")]);
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--data", dir.join("data").to_str().unwrap()]);
     for (name, path) in repos {
         command.args(["--repo", &format!("{name}={}", path.display())]);
     }

@@ -380,8 +380,101 @@ async fn serve_builds_a_real_webhook_and_stops_gracefully() {
     assert!(seen.contains("stopped; nothing left in flight"), "{seen}");
 }
 
+/// A project for `shipline serve` in `dir` whose one commit's build runs `command`: its
+/// config, its secrets, its `--repo` and its commit id.
+fn a_served_project(
+    dir: &std::path::Path,
+    command: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, String, String) {
+    let repo = dir.join("app");
+    let sha = commit_a_repo_building_with(&repo, command);
+    let config = dir.join("shipline.yaml");
+    std::fs::write(&config, "channels:\n  team: { console: {} }\ndefaults:\n  notify: [team]\nrepos:\n  acme/app:\n    codebuild_project: app\n").unwrap();
+    let secrets = dir.join("secrets.json");
+    std::fs::write(&secrets, r#"{"github_webhook_secret": "serve-secret"}"#).unwrap();
+    (config, secrets, format!("acme/app={}", repo.display()), sha)
+}
+
+#[tokio::test]
+async fn serve_killed_during_a_build_finishes_it_once_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, secrets, repo, sha) = a_served_project(dir.path(), "sleep 3 && echo built");
+    let port = free_port();
+    let limit = std::time::Duration::from_secs(30);
+
+    let mut first = Serving::start(&config, &secrets, port, &repo).await;
+    assert_eq!(push_signed(port, &sha, b"serve-secret").await.status(), 202);
+    first.read_until("GitHub status pending", limit).await;
+    // The build runs (it sleeps 3 s): SIGKILL the server and the build with it, once the
+    // build request is settled (an unsettled one would be delivered again, which is fine too).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = first.kill().await;
+    assert!(!before.contains("Build passed"), "{before}");
+
+    let mut second = Serving::start(&config, &secrets, port, &repo).await;
+    second.read_until("✅ Build passed", limit).await;
+    assert!(second.seen.contains("running it again"), "{}", second.seen);
+    let again = push_signed(port, &sha, b"serve-secret").await;
+    assert_eq!(again.status(), 200);
+    let reply: serde_json::Value = again.json().await.unwrap();
+    assert!(
+        reply["message"].as_str().unwrap().starts_with("duplicate"),
+        "{reply}"
+    );
+    let (stopped, after) = second.interrupt().await;
+    assert!(stopped, "{after}");
+    let seen = format!("{before}{after}");
+    assert_eq!(seen.matches("GitHub status success").count(), 1, "{seen}");
+    assert_eq!(seen.matches("✅ Build passed").count(), 1, "{seen}");
+}
+
+#[tokio::test]
+async fn serve_finishes_a_running_build_on_sigterm_and_answers_healthz() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, secrets, repo, sha) = a_served_project(dir.path(), "sleep 2 && echo built");
+    let port = free_port();
+    let mut serve = Serving::start(&config, &secrets, port, &repo).await;
+    // Without credentials: it tells nothing secret.
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let health: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(health, serde_json::json!({"status": "ok", "queued": 0}));
+    // One server per data directory.
+    let data = dir.path().join("data");
+    let (code, _, err) = shipline(&[
+        "serve",
+        "--config",
+        config.to_str().unwrap(),
+        "--secrets",
+        secrets.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("another shipline serve uses"), "{err}");
+
+    assert_eq!(push_signed(port, &sha, b"serve-secret").await.status(), 202);
+    serve
+        .read_until("GitHub status pending", std::time::Duration::from_secs(30))
+        .await;
+    let (stopped, seen) = serve.stop("-TERM").await;
+    assert!(stopped, "{seen}");
+    assert!(seen.contains("SIGTERM: stopping"), "{seen}");
+    assert!(seen.contains("✅ Build passed"), "{seen}");
+    assert!(seen.contains("stopped; nothing left in flight"), "{seen}");
+}
+
 /// A git repository at `repo` whose one commit has a buildspec that builds; its commit id.
 fn commit_a_buildable_repo(repo: &std::path::Path) -> String {
+    commit_a_repo_building_with(repo, "echo built")
+}
+
+/// A git repository at `repo` whose one commit's buildspec runs `command`; its commit id.
+fn commit_a_repo_building_with(repo: &std::path::Path, command: &str) -> String {
     std::fs::create_dir(repo).unwrap();
     let git = |args: &[&str]| {
         let ok = Command::new("git")
@@ -403,7 +496,7 @@ fn commit_a_buildable_repo(repo: &std::path::Path) -> String {
     git(&["init", "--quiet", "--initial-branch=master"]);
     std::fs::write(
         repo.join("buildspec.yml"),
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo built\n",
+        format!("version: 0.2\nphases:\n  build:\n    commands:\n      - {command}\n"),
     )
     .unwrap();
     git(&["add", "."]);
@@ -461,6 +554,8 @@ struct Serving {
 
 impl Serving {
     /// Starts `shipline serve` on `port` and waits until it says it is listening.
+    /// Its data directory is the config's, and it runs in a process group of its own, which
+    /// its builds share (so [`Self::kill`] leaves nothing running).
     async fn start(
         config: &std::path::Path,
         secrets: &std::path::Path,
@@ -469,6 +564,7 @@ impl Serving {
     ) -> Self {
         use tokio::io::{AsyncBufReadExt, BufReader};
 
+        let data = config.parent().unwrap().join("data");
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipline"))
             .args([
                 "serve",
@@ -476,10 +572,13 @@ impl Serving {
                 config.to_str().unwrap(),
                 "--secrets",
                 secrets.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
             ])
             .args(["--listen", &format!("127.0.0.1:{port}"), "--repo", repo])
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -507,9 +606,15 @@ impl Serving {
     }
 
     /// SIGINT, as Ctrl-C sends it; whether it then exited with success, and all it printed.
-    async fn interrupt(mut self) -> (bool, String) {
+    async fn interrupt(self) -> (bool, String) {
+        self.stop("-INT").await
+    }
+
+    /// `signal` (`-INT`, `-TERM`) to the server alone; whether it then exited with success, and
+    /// all it printed.
+    async fn stop(mut self, signal: &str) -> (bool, String) {
         Command::new("kill")
-            .args(["-INT", &self.child.id().unwrap().to_string()])
+            .args([signal, &self.child.id().unwrap().to_string()])
             .status()
             .unwrap();
         while let Ok(Some(line)) = self.lines.next_line().await {
@@ -518,5 +623,17 @@ impl Serving {
         }
         let success = self.child.wait().await.unwrap().success();
         (success, self.seen)
+    }
+
+    /// SIGKILL to the server and its builds (its process group), as the OOM killer or a power
+    /// cut would stop it; all it printed.
+    async fn kill(mut self) -> String {
+        let group = format!("-{}", self.child.id().unwrap());
+        Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status()
+            .unwrap();
+        self.child.wait().await.unwrap();
+        self.seen
     }
 }

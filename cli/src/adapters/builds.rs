@@ -3,14 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use build_dispatch::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, Phase, StartBuild};
-use shared::ports::{OutgoingMessage, Queue};
+use shared::ports::{OutgoingMessage, Precondition, Queue, StateError, StateStore};
+
+/// The state record that numbers local builds, so an id is never given twice, even across
+/// restarts of `shipline serve`.
+const COUNTER_KEY: &str = "local:build-counter";
 
 /// The parts of a CodeBuild buildspec the local runner understands.
 #[derive(Debug, Deserialize)]
@@ -46,29 +51,166 @@ const PHASES: [(&str, &str); 4] = [
 /// repository at the commit), then the buildspec's phases in one shell, in order, stopping at
 /// the first failing command. When a build ends, a CodeBuild-shaped state-change event goes to
 /// `events`, as EventBridge would deliver it.
+///
+/// Each started build is recorded in `work/started/` until its event is sent, so a build the
+/// process was killed in the middle of runs again, under the same id, at the next start
+/// ([`Self::resume`]).
 pub struct LocalBuildRunner {
     /// Where each repo (`owner/name`) lives on this machine.
     repos: BTreeMap<String, PathBuf>,
     work: PathBuf,
     events: Arc<dyn Queue>,
+    state: Arc<dyn StateStore>,
     builds: Arc<Mutex<BTreeMap<String, BuildInfo>>>,
     logs: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
-    next: Mutex<u64>,
+    /// The build started last.
+    latest: Mutex<Option<String>>,
+    /// Builds running, until their result is sent.
+    running: Arc<AtomicUsize>,
     /// Where this machine serves the logs (`http://127.0.0.1:PORT`), once it does.
     log_links: Mutex<Option<String>>,
 }
 
 impl LocalBuildRunner {
-    pub fn new(repos: BTreeMap<String, PathBuf>, work: PathBuf, events: Arc<dyn Queue>) -> Self {
+    pub fn new(
+        repos: BTreeMap<String, PathBuf>,
+        work: PathBuf,
+        events: Arc<dyn Queue>,
+        state: Arc<dyn StateStore>,
+    ) -> Self {
         Self {
             repos,
             work,
             events,
+            state,
             builds: Arc::default(),
             logs: Arc::default(),
-            next: Mutex::new(0),
+            latest: Mutex::new(None),
+            running: Arc::default(),
             log_links: Mutex::new(None),
         }
+    }
+
+    /// Where started builds are recorded until their result is sent.
+    fn started_dir(&self) -> PathBuf {
+        self.work.join("started")
+    }
+
+    /// Runs again every build recorded as started whose result was never sent (the process
+    /// stopped while it ran), under the same id; returns their ids.
+    pub fn resume(&self) -> anyhow::Result<Vec<String>> {
+        let mut resumed = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.started_dir()) else {
+            return Ok(resumed);
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let started: Started = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+            let Some(repo_dir) = self.checkout_of(&started.request()) else {
+                tracing::warn!(
+                    build = started.id,
+                    "no local checkout any more; not resumed"
+                );
+                continue;
+            };
+            resumed.push(started.id.clone());
+            self.launch(repo_dir, started);
+        }
+        Ok(resumed)
+    }
+
+    /// How many builds are running or have not sent their result yet.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    fn checkout_of(&self, request: &StartBuild) -> Option<PathBuf> {
+        let repo = request
+            .environment
+            .iter()
+            .find(|(k, _)| k == "SHIPLINE_REPO")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        self.repos
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(repo))
+            .map(|(_, dir)| dir.clone())
+    }
+
+    /// The next build number, from the state store: one more than any given before.
+    async fn next_number(&self) -> Result<u64, BuildsError> {
+        let unavailable = |e: StateError| BuildsError::Unavailable(format!("build counter: {e}"));
+        for _ in 0..16 {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let current = self
+                .state
+                .get(COUNTER_KEY, now)
+                .await
+                .map_err(unavailable)?;
+            let (n, precondition) = match current {
+                Some(r) => (
+                    r.value.as_u64().unwrap_or(0),
+                    Precondition::Version(r.version),
+                ),
+                None => (0, Precondition::Absent),
+            };
+            match self
+                .state
+                .put(COUNTER_KEY, json!(n + 1), precondition, None, now)
+                .await
+            {
+                Ok(_) => return Ok(n + 1),
+                Err(StateError::ConditionFailed) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Err(BuildsError::Unavailable(
+            "build counter: too many writers at once".into(),
+        ))
+    }
+
+    /// Registers a build as running and runs it in the background.
+    fn launch(&self, repo_dir: PathBuf, started: Started) -> BuildInfo {
+        let info = BuildInfo {
+            id: started.id.clone(),
+            project: started.project.clone(),
+            status: BuildStatus::InProgress,
+            current_phase: Some("SUBMITTED".into()),
+            phases: vec![],
+            log_url: self
+                .log_links
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map(|base| format!("{base}/builds/{}/log", started.id)),
+            environment: started.environment.iter().cloned().collect(),
+            exported: BTreeMap::new(),
+            timeout_minutes: Some(60),
+        };
+        self.builds
+            .lock()
+            .unwrap()
+            .insert(started.id.clone(), info.clone());
+        *self.latest.lock().unwrap() = Some(started.id.clone());
+        let build = run_build(
+            repo_dir,
+            self.work.join(format!("build-{}", started.number)),
+            self.started_dir().join(format!("{}.json", started.number)),
+            started,
+            self.builds.clone(),
+            self.logs.clone(),
+            self.events.clone(),
+        );
+        let running = self.running.clone();
+        running.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            build.await;
+            running.fetch_sub(1, Ordering::SeqCst);
+        });
+        info
     }
 
     /// Builds started from now on link their log at `{base}/builds/{id}/log`, which the local
@@ -85,13 +227,7 @@ impl LocalBuildRunner {
 
     /// The build started last.
     pub fn latest_build(&self) -> Option<String> {
-        let n = *self.next.lock().unwrap();
-        self.builds
-            .lock()
-            .unwrap()
-            .keys()
-            .find(|id| id.ends_with(&format!(":local-{n}")))
-            .cloned()
+        self.latest.lock().unwrap().clone()
     }
 
     /// The last `n` lines of a build's log.
@@ -102,21 +238,57 @@ impl LocalBuildRunner {
     }
 }
 
+/// A started build as recorded until its result is sent: enough to run it again.
+#[derive(Debug, Serialize, Deserialize)]
+struct Started {
+    id: String,
+    number: u64,
+    project: String,
+    source_version: String,
+    environment: Vec<(String, String)>,
+    idempotency_token: String,
+}
+
+impl Started {
+    fn request(&self) -> StartBuild {
+        StartBuild {
+            project: self.project.clone(),
+            source_version: self.source_version.clone(),
+            environment: self.environment.clone(),
+            idempotency_token: self.idempotency_token.clone(),
+        }
+    }
+
+    /// Writes the record whole (a temporary file renamed over it) and on disk.
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(format!("{}.json", self.number));
+        let tmp = dir.join(format!("{}.json.tmp", self.number));
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, serde_json::to_string(self)?.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(tmp, path)
+    }
+}
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// Runs one build to its end: check out, run the phases, record the result on the build and
-/// send the state-change event.
+/// Runs one build to its end: check out, run the phases, record the result on the build,
+/// send the state-change event, then forget the record of its start (`record`).
 async fn run_build(
     repo_dir: PathBuf,
     dir: PathBuf,
-    request: StartBuild,
-    id: String,
+    record: PathBuf,
+    started: Started,
     builds: Arc<Mutex<BTreeMap<String, BuildInfo>>>,
     logs: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
     events: Arc<dyn Queue>,
 ) {
+    let (request, id) = (started.request(), started.id);
+    // What a run the process was killed in left behind.
+    let _ = std::fs::remove_dir_all(&dir);
     let Finished {
         status,
         phases,
@@ -143,9 +315,17 @@ async fn run_build(
         info.current_phase = Some("COMPLETED".into());
         info.clone()
     };
-    let _ = events
+    let sent = events
         .send(OutgoingMessage::new(state_change_event(&info).to_string()))
         .await;
+    match sent {
+        // Killed before this, the build runs again at the next start and its event is sent
+        // then; build-dispatch makes a second event of one build count once.
+        Ok(()) => {
+            let _ = std::fs::remove_file(&record);
+        }
+        Err(e) => tracing::warn!(build = id, error = %e, "cannot send the build's result"),
+    }
 }
 
 /// What a build leaves behind when it ends.
@@ -339,52 +519,29 @@ pub fn state_change_event(build: &BuildInfo) -> serde_json::Value {
 #[async_trait]
 impl Builds for LocalBuildRunner {
     async fn start(&self, request: StartBuild) -> Result<BuildInfo, BuildsError> {
-        let repo = request
-            .environment
-            .iter()
-            .find(|(k, _)| k == "SHIPLINE_REPO")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
-        let repo_dir = self
-            .repos
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(&repo))
-            .map(|(_, dir)| dir.clone())
-            .ok_or_else(|| BuildsError::Refused(format!("no local checkout of {repo}")))?;
-        let n = {
-            let mut next = self.next.lock().unwrap();
-            *next += 1;
-            *next
+        let repo_dir = self.checkout_of(&request).ok_or_else(|| {
+            BuildsError::Refused(format!(
+                "no local checkout of {}",
+                request
+                    .environment
+                    .iter()
+                    .find(|(k, _)| k == "SHIPLINE_REPO")
+                    .map_or("", |(_, v)| v.as_str())
+            ))
+        })?;
+        let number = self.next_number().await?;
+        let started = Started {
+            id: format!("{}:local-{number}", request.project),
+            number,
+            project: request.project,
+            source_version: request.source_version,
+            environment: request.environment,
+            idempotency_token: request.idempotency_token,
         };
-        let id = format!("{}:local-{n}", request.project);
-        let info = BuildInfo {
-            id: id.clone(),
-            project: request.project.clone(),
-            status: BuildStatus::InProgress,
-            current_phase: Some("SUBMITTED".into()),
-            phases: vec![],
-            log_url: self
-                .log_links
-                .lock()
-                .unwrap()
-                .as_ref()
-                .map(|base| format!("{base}/builds/{id}/log")),
-            environment: request.environment.iter().cloned().collect(),
-            exported: BTreeMap::new(),
-            timeout_minutes: Some(60),
-        };
-        self.builds.lock().unwrap().insert(id.clone(), info.clone());
-        let dir = self.work.join(format!("build-{n}"));
-        tokio::spawn(run_build(
-            repo_dir,
-            dir,
-            request,
-            id,
-            self.builds.clone(),
-            self.logs.clone(),
-            self.events.clone(),
-        ));
-        Ok(info)
+        started.write(&self.started_dir()).map_err(|e| {
+            BuildsError::Unavailable(format!("cannot record the build's start: {e}"))
+        })?;
+        Ok(self.launch(repo_dir, started))
     }
 
     async fn stop(&self, _build_id: &str) -> Result<(), BuildsError> {

@@ -20,6 +20,7 @@ use shared::config::Config;
 use shared::messages::{Notification, NotificationKind};
 use shared::secrets::Secrets;
 
+use crate::adapters::durable::DurableStore;
 use crate::local::Stack;
 use crate::ui::Ui;
 
@@ -344,11 +345,14 @@ fn local_stack(shop: &Shop, work: &Path, story: Story, ui: &Arc<Ui>) -> anyhow::
         .with("sentry_client_secret", SENTRY_SECRET)
         .with("telegram_webhook_secret", TELEGRAM_SECRET);
     let report_ui = ui.clone();
+    // The same durable store as `shipline serve`, thrown away with the demo's directory.
+    let store = DurableStore::open(&work.join("data"))?;
     Ok(Arc::new(Stack::new(
         demo_config(shop, story)?,
         secrets,
         BTreeMap::from([(REPO.to_string(), shop.repo.clone())]),
         work.to_path_buf(),
+        store,
         move |line| report_ui.event(&line),
     )?))
 }
@@ -449,7 +453,7 @@ async fn follow_the_story(stack: &Stack, shop: &Shop, goal: Goal, ui: &Ui) -> En
                 _ => stack.step_sweep().await,
             }
             // Tell each step of the story, then let the notifier show it in the chat.
-            let ending = narrator.tell_pending();
+            let ending = narrator.tell_pending().await;
             stack.step_notify().await;
             if let Some(ending) = ending {
                 return ending;
@@ -478,9 +482,9 @@ struct Narrator<'a> {
 impl Narrator<'_> {
     /// Tells every notification waiting for the notifier; the ending, if one of them was the
     /// last (the later wins when several are).
-    fn tell_pending(&mut self) -> Option<Ending> {
+    async fn tell_pending(&mut self) -> Option<Ending> {
         let mut ending = None;
-        for n in self.stack.pending_notifications() {
+        for n in self.stack.pending_notifications().await {
             if let Some(end) = self.tell(&n) {
                 ending = Some(end);
             }

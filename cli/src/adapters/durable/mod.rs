@@ -20,10 +20,6 @@
 //! deadline or a deduplication window means the same after a restart); state records keep the
 //! port's unix seconds.
 
-// Wired into `shipline serve` by the next part of issue 21; until then only the tests and the
-// bench use it.
-#![allow(dead_code, unused_imports)]
-
 mod queue;
 mod state;
 #[cfg(test)]
@@ -39,7 +35,7 @@ use anyhow::{Context, bail};
 use rusqlite::Connection;
 use shared::ports::{Clock, QueueError, StateError, SystemClock};
 
-pub use queue::{DurableQueue, Received, Stored};
+pub use queue::{DurableQueue, Received};
 
 /// The database's file name under the data directory.
 pub const DB_FILE: &str = "shipline.db";
@@ -91,6 +87,7 @@ pub enum Synchronous {
     Full,
     /// Commits reach the operating system only: safe when the process dies (SIGKILL, OOM), may
     /// lose the last commits to a power cut or a kernel crash. For measuring what `Full` costs.
+    #[allow(dead_code)] // benches/durable.rs measures it
     Normal,
 }
 
@@ -247,7 +244,6 @@ enum Fail {
     Db(rusqlite::Error),
     ConditionFailed,
     Corrupt(String),
-    Rejected(String),
     Unavailable(String),
 }
 
@@ -263,7 +259,7 @@ impl From<Fail> for StateError {
             Fail::Db(e) => StateError::Unavailable(e.to_string()),
             Fail::ConditionFailed => StateError::ConditionFailed,
             Fail::Corrupt(e) => StateError::Corrupt(e),
-            Fail::Rejected(e) | Fail::Unavailable(e) => StateError::Unavailable(e),
+            Fail::Unavailable(e) => StateError::Unavailable(e),
         }
     }
 }
@@ -272,7 +268,6 @@ impl From<Fail> for QueueError {
     fn from(f: Fail) -> Self {
         match f {
             Fail::Db(e) => QueueError::Unavailable(e.to_string()),
-            Fail::Rejected(e) => QueueError::Rejected(e),
             Fail::ConditionFailed => QueueError::Rejected("the message changed".into()),
             Fail::Corrupt(e) | Fail::Unavailable(e) => QueueError::Unavailable(e),
         }

@@ -117,6 +117,7 @@ impl DurableQueue {
         &self.name
     }
 
+    #[allow(dead_code)] // benches/durable.rs sends by it
     pub fn is_fifo(&self) -> bool {
         self.fifo
     }
@@ -163,6 +164,7 @@ impl DurableQueue {
 
     /// Acknowledges a message: deletes it if `receipt` is its latest receive's, and says
     /// whether it did (an older receipt deletes nothing, as on SQS).
+    #[allow(dead_code)] // the pump deletes by batch; the tests one by one
     pub async fn delete(&self, receipt: &str) -> Result<bool, QueueError> {
         Ok(self.delete_batch(&[receipt.to_string()]).await? == 1)
     }
