@@ -57,6 +57,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
         /// A local checkout the build runner builds from, as owner/name=PATH (repeat per repo).
+        /// Repos without one are fetched from GitHub (GITHUB_GIT_URL, default
+        /// https://github.com) with github_token or the App, into DIR/git.
         #[arg(long = "repo", value_name = "OWNER/NAME=PATH")]
         repos: Vec<String>,
         /// Where the queues, state and running builds are kept across restarts (default:

@@ -468,6 +468,66 @@ async fn serve_finishes_a_running_build_on_sigterm_and_answers_healthz() {
     assert!(seen.contains("stopped; nothing left in flight"), "{seen}");
 }
 
+/// A project served without `--repo`: its repository is on "GitHub" (`GITHUB_GIT_URL`, a
+/// `file://` directory holding `acme/app.git`), and its build checks it was fetched from there.
+async fn serving_from_github(dir: &std::path::Path) -> (Serving, u16, String) {
+    let (config, secrets, _, sha) = a_served_project(
+        dir,
+        "test \"$(git rev-parse HEAD)\" = \"$SHIPLINE_SHA\" && echo fetched",
+    );
+    let github = dir.join("github");
+    std::fs::create_dir_all(github.join("acme")).unwrap();
+    let bare = Command::new("git")
+        .args(["clone", "--quiet", "--bare"])
+        .arg(dir.join("app"))
+        .arg(github.join("acme/app.git"))
+        .status()
+        .unwrap();
+    assert!(bare.success());
+    let base = format!("file://{}", github.display());
+    let port = free_port();
+    let env = [("GITHUB_GIT_URL", base.as_str())];
+    let serve = Serving::start_with(&config, &secrets, port, &[], &env).await;
+    (serve, port, sha)
+}
+
+#[tokio::test]
+async fn serve_without_a_checkout_builds_the_commit_fetched_from_github() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut serve, port, sha) = serving_from_github(dir.path()).await;
+    assert_eq!(push_signed(port, &sha, b"serve-secret").await.status(), 202);
+    serve
+        .read_until("✅ Build passed", std::time::Duration::from_secs(30))
+        .await;
+    let (stopped, seen) = serve.interrupt().await;
+    assert!(stopped, "{seen}");
+    assert_eq!(seen.matches("GitHub status success").count(), 1, "{seen}");
+    assert_eq!(seen.matches("✅ Build passed").count(), 1, "{seen}");
+    // The commit is cached under the data directory, for the next build of the repo.
+    assert!(dir.path().join("data/git/acme/app.git/HEAD").exists());
+}
+
+#[tokio::test]
+async fn serve_fails_the_build_of_a_commit_github_does_not_have_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut serve, port, _) = serving_from_github(dir.path()).await;
+    let missing = "1111111111111111111111111111111111111111";
+    assert_eq!(
+        push_signed(port, missing, b"serve-secret").await.status(),
+        202
+    );
+    serve
+        .read_until("❌ Build failed", std::time::Duration::from_secs(30))
+        .await;
+    let (stopped, seen) = serve.interrupt().await;
+    assert!(stopped, "{seen}");
+    assert_eq!(seen.matches("GitHub status failure").count(), 1, "{seen}");
+    assert!(
+        seen.contains(&format!("cannot fetch acme/app@{missing}")),
+        "{seen}"
+    );
+}
+
 /// A git repository at `repo` whose one commit has a buildspec that builds; its commit id.
 fn commit_a_buildable_repo(repo: &std::path::Path) -> String {
     commit_a_repo_building_with(repo, "echo built")
@@ -562,6 +622,17 @@ impl Serving {
         port: u16,
         repo: &str,
     ) -> Self {
+        Self::start_with(config, secrets, port, &["--repo", repo], &[]).await
+    }
+
+    /// [`Self::start`] with these arguments after `--listen` (`--repo`s), and these variables.
+    async fn start_with(
+        config: &std::path::Path,
+        secrets: &std::path::Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         use tokio::io::{AsyncBufReadExt, BufReader};
 
         let data = config.parent().unwrap().join("data");
@@ -575,7 +646,9 @@ impl Serving {
                 "--data",
                 data.to_str().unwrap(),
             ])
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--repo", repo])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
             .process_group(0)

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,8 @@ use serde_json::json;
 
 use build_dispatch::codebuild::{BuildInfo, BuildStatus, Builds, BuildsError, Phase, StartBuild};
 use shared::ports::{OutgoingMessage, Precondition, Queue, StateError, StateStore};
+
+use super::git_source::{GitHubSource, Wanted};
 
 /// The state record that numbers local builds, so an id is never given twice, even across
 /// restarts of `shipline serve`.
@@ -47,9 +49,10 @@ const PHASES: [(&str, &str); 4] = [
     ("post_build", "POST_BUILD"),
 ];
 
-/// Runs builds on this machine: `git worktree`-free checkout (a fresh clone of the local
-/// repository at the commit), then the buildspec's phases in one shell, in order, stopping at
-/// the first failing command. When a build ends, a CodeBuild-shaped state-change event goes to
+/// Runs builds on this machine: a checkout of the commit (a fresh clone of the repo's local
+/// checkout given with `--repo`, else a worktree of the commit fetched from GitHub, once
+/// [`Self::fetch_from_github`] was called), then the buildspec's phases in one shell, in
+/// order, stopping at the first failing command. When a build ends, a CodeBuild-shaped state-change event goes to
 /// `events`, as EventBridge would deliver it.
 ///
 /// Each started build is recorded in `work/started/` until its event is sent, so a build the
@@ -69,6 +72,16 @@ pub struct LocalBuildRunner {
     running: Arc<AtomicUsize>,
     /// Where this machine serves the logs (`http://127.0.0.1:PORT`), once it does.
     log_links: Mutex<Option<String>>,
+    /// Where repos without a local checkout come from, once set.
+    github: OnceLock<Arc<GitHubSource>>,
+}
+
+/// Where a build's commit comes from.
+enum Source {
+    /// A local checkout (`--repo owner/name=PATH`), cloned for each build.
+    Checkout(PathBuf),
+    /// GitHub, fetched into the cache, for the repo named.
+    GitHub(Arc<GitHubSource>, String),
 }
 
 impl LocalBuildRunner {
@@ -88,7 +101,14 @@ impl LocalBuildRunner {
             latest: Mutex::new(None),
             running: Arc::default(),
             log_links: Mutex::new(None),
+            github: OnceLock::new(),
         }
+    }
+
+    /// Builds of repos without a local checkout fetch their commit from GitHub through
+    /// `source` (only the first call counts).
+    pub fn fetch_from_github(&self, source: GitHubSource) {
+        let _ = self.github.set(Arc::new(source));
     }
 
     /// Where started builds are recorded until their result is sent.
@@ -109,7 +129,7 @@ impl LocalBuildRunner {
                 continue;
             }
             let started: Started = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-            let Some(repo_dir) = self.checkout_of(&started.request()) else {
+            let Some(source) = self.source_of(&started.request()) else {
                 tracing::warn!(
                     build = started.id,
                     "no local checkout any more; not resumed"
@@ -117,7 +137,7 @@ impl LocalBuildRunner {
                 continue;
             };
             resumed.push(started.id.clone());
-            self.launch(repo_dir, started);
+            self.launch(source, started);
         }
         Ok(resumed)
     }
@@ -127,17 +147,18 @@ impl LocalBuildRunner {
         self.running.load(Ordering::SeqCst)
     }
 
-    fn checkout_of(&self, request: &StartBuild) -> Option<PathBuf> {
-        let repo = request
-            .environment
-            .iter()
-            .find(|(k, _)| k == "SHIPLINE_REPO")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default();
-        self.repos
+    /// The repo's local checkout when `--repo` gave one, else GitHub when it may be asked.
+    fn source_of(&self, request: &StartBuild) -> Option<Source> {
+        let repo = variable(request, build_dispatch::plan::VAR_REPO).unwrap_or_default();
+        let checkout = self
+            .repos
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(repo))
-            .map(|(_, dir)| dir.clone())
+            .map(|(_, dir)| Source::Checkout(dir.clone()));
+        checkout.or_else(|| {
+            let github = self.github.get()?;
+            Some(Source::GitHub(github.clone(), repo.to_string()))
+        })
     }
 
     /// The next build number, from the state store: one more than any given before.
@@ -173,7 +194,7 @@ impl LocalBuildRunner {
     }
 
     /// Registers a build as running and runs it in the background.
-    fn launch(&self, repo_dir: PathBuf, started: Started) -> BuildInfo {
+    fn launch(&self, source: Source, started: Started) -> BuildInfo {
         let info = BuildInfo {
             id: started.id.clone(),
             project: started.project.clone(),
@@ -196,7 +217,7 @@ impl LocalBuildRunner {
             .insert(started.id.clone(), info.clone());
         *self.latest.lock().unwrap() = Some(started.id.clone());
         let build = run_build(
-            repo_dir,
+            source,
             self.work.join(format!("build-{}", started.number)),
             self.started_dir().join(format!("{}.json", started.number)),
             started,
@@ -278,7 +299,7 @@ fn shell_quote(s: &str) -> String {
 /// Runs one build to its end: check out, run the phases, record the result on the build,
 /// send the state-change event, then forget the record of its start (`record`).
 async fn run_build(
-    repo_dir: PathBuf,
+    source: Source,
     dir: PathBuf,
     record: PathBuf,
     started: Started,
@@ -294,7 +315,7 @@ async fn run_build(
         phases,
         exported,
         log,
-    } = match check_out(&repo_dir, &dir, &request.source_version).await {
+    } = match check_out(&source, &dir, &request).await {
         Err(reason) => Finished::without_source(reason),
         Ok(spec) => run_phases(&spec, &dir, &request, &id).await,
     };
@@ -357,13 +378,45 @@ fn phase(kind: impl Into<String>, status: &str, context: Vec<String>) -> Phase {
     }
 }
 
-/// Clones the local repository into `dir` at `sha` and reads its buildspec; the reason, in
-/// CodeBuild's words, when either fails.
-async fn check_out(repo_dir: &Path, dir: &Path, version: &str) -> Result<Buildspec, String> {
+/// A plain variable of the build's request.
+fn variable<'a>(request: &'a StartBuild, name: &str) -> Option<&'a str> {
+    request
+        .environment
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Checks out the build's commit into `dir` from its source and reads its buildspec; the
+/// reason, in CodeBuild's words, when either fails.
+async fn check_out(source: &Source, dir: &Path, request: &StartBuild) -> Result<Buildspec, String> {
+    let version = request.source_version.as_str();
     // A fork's pinned pull-request ref (`refs/pull/<n>/head^{<sha>}`) names its commit.
     let sha = version
         .rsplit_once("^{")
         .map_or(version, |(_, commit)| commit.trim_end_matches('}'));
+    match source {
+        Source::Checkout(repo_dir) => clone_local(repo_dir, dir, sha).await,
+        Source::GitHub(github, repo) => {
+            use build_dispatch::plan::{VAR_BRANCH, VAR_PR};
+            let pushed_ref = match (variable(request, VAR_BRANCH), variable(request, VAR_PR)) {
+                (Some(branch), _) => Some(format!("refs/heads/{branch}")),
+                (None, Some(pr)) => Some(format!("refs/pull/{pr}/head")),
+                (None, None) => None,
+            };
+            let wanted = Wanted {
+                repo,
+                sha,
+                pushed_ref,
+            };
+            github.check_out(&wanted, dir).await?;
+            read_buildspec(dir)
+        }
+    }
+}
+
+/// Clones the local repository into `dir` at `sha` and reads its buildspec.
+async fn clone_local(repo_dir: &Path, dir: &Path, sha: &str) -> Result<Buildspec, String> {
     let checkout = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -519,14 +572,10 @@ pub fn state_change_event(build: &BuildInfo) -> serde_json::Value {
 #[async_trait]
 impl Builds for LocalBuildRunner {
     async fn start(&self, request: StartBuild) -> Result<BuildInfo, BuildsError> {
-        let repo_dir = self.checkout_of(&request).ok_or_else(|| {
+        let source = self.source_of(&request).ok_or_else(|| {
             BuildsError::Refused(format!(
                 "no local checkout of {}",
-                request
-                    .environment
-                    .iter()
-                    .find(|(k, _)| k == "SHIPLINE_REPO")
-                    .map_or("", |(_, v)| v.as_str())
+                variable(&request, build_dispatch::plan::VAR_REPO).unwrap_or_default()
             ))
         })?;
         let number = self.next_number().await?;
@@ -541,7 +590,7 @@ impl Builds for LocalBuildRunner {
         started.write(&self.started_dir()).map_err(|e| {
             BuildsError::Unavailable(format!("cannot record the build's start: {e}"))
         })?;
-        Ok(self.launch(repo_dir, started))
+        Ok(self.launch(source, started))
     }
 
     async fn stop(&self, _build_id: &str) -> Result<(), BuildsError> {

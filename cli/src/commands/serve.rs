@@ -10,8 +10,10 @@ use shared::config::Config;
 use shared::secrets::Secrets;
 
 use crate::adapters::durable::DurableStore;
+use crate::adapters::git_source::GitHubSource;
 use crate::local::Stack;
 use crate::ui::Ui;
+use shared::github::client::{Auth, GitHubClient};
 
 /// How often expired state records and deduplication ids are swept from the store.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -79,6 +81,7 @@ pub async fn run(
             "{recovered} message(s) in flight when the last run stopped: delivered again"
         ));
     }
+    let source = github_source(&data, &secrets)?;
     let report_ui = ui.clone();
     let stack = Arc::new(Stack::new(
         config,
@@ -91,6 +94,7 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    stack.runner.fetch_from_github(source);
     let server = stack.serve(listener);
     for id in stack.runner.resume()? {
         ui.step(&format!(
@@ -136,6 +140,24 @@ fn checkouts(repos: &[String]) -> anyhow::Result<BTreeMap<String, PathBuf>> {
         checkouts.insert(name.to_string(), path);
     }
     Ok(checkouts)
+}
+
+/// Where builds of repos without `--repo` come from: GitHub (`GITHUB_GIT_URL`), with
+/// `github_token` or the App's installation tokens when given (else anonymously), into
+/// `DIR/git`.
+fn github_source(data: &Path, secrets: &Secrets) -> anyhow::Result<GitHubSource> {
+    let credentials = match Auth::from_secrets(secrets) {
+        Ok(auth) => {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?;
+            let api = std::env::var("GITHUB_API_URL")
+                .unwrap_or_else(|_| shared::github::client::PUBLIC_API.into());
+            Some(GitHubClient::new(http, api, auth))
+        }
+        Err(_) => None,
+    };
+    Ok(GitHubSource::new(data.join("git"), credentials))
 }
 
 /// Once webhooks are no longer taken: finishes what is in flight, running builds and what

@@ -105,6 +105,12 @@ impl GitHubClient {
         matches!(self.auth, Auth::App { .. })
     }
 
+    /// A token for `repo` to use outside this client, as `shipline serve` does to `git fetch`
+    /// over HTTPS: the configured token, or an installation token of the App (cached).
+    pub async fn token_for(&self, repo: &str) -> Result<SecretString, GitHubError> {
+        self.token(repo, None).await
+    }
+
     /// The bearer token for a call about `repo`.
     pub(super) async fn token(
         &self,
