@@ -18,6 +18,20 @@ use super::git_source::{GitHubSource, Wanted};
 /// The state record that numbers local builds, so an id is never given twice, even across
 /// restarts of `shipline serve`.
 const COUNTER_KEY: &str = "local:build-counter";
+/// How long a finished build's result is kept for `get` (as CodeBuild keeps a build's record).
+const RESULT_TTL_SECS: i64 = 30 * 24 * 3600;
+
+/// A finished build as [`result_key`] keeps it.
+fn result_record(info: &BuildInfo) -> serde_json::Value {
+    json!({"project": info.project, "status": info.status.as_str(), "exported": info.exported})
+}
+
+/// Where a finished build's status and exported variables are kept: build-dispatch reads a
+/// green build's image ids with `get` (as it reads them from BatchGetBuilds), and a restart
+/// between the result and its handling must not lose them.
+fn result_key(id: &str) -> String {
+    format!("local:build-result:{id}")
+}
 
 /// The parts of a CodeBuild buildspec the local runner understands.
 #[derive(Debug, Deserialize)]
@@ -109,6 +123,20 @@ impl LocalBuildRunner {
     /// `source` (only the first call counts).
     pub fn fetch_from_github(&self, source: GitHubSource) {
         let _ = self.github.set(Arc::new(source));
+    }
+
+    /// A build that finished in an earlier run of this process, as its result was kept.
+    async fn kept_result(&self, id: &str) -> Result<Option<BuildInfo>, BuildsError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let record = self.state.get(&result_key(id), now).await;
+        let record = record.map_err(|e| BuildsError::Unavailable(format!("build {id}: {e}")))?;
+        Ok(record.and_then(|r| {
+            let status = BuildStatus::parse(r.value["status"].as_str()?)?;
+            let project = r.value["project"].as_str()?;
+            let mut info = BuildInfo::new(id, project, status);
+            info.exported = serde_json::from_value(r.value["exported"].clone()).ok()?;
+            Some(info)
+        }))
     }
 
     /// Where started builds are recorded until their result is sent.
@@ -223,7 +251,7 @@ impl LocalBuildRunner {
             started,
             self.builds.clone(),
             self.logs.clone(),
-            self.events.clone(),
+            (self.events.clone(), self.state.clone()),
         );
         let running = self.running.clone();
         running.fetch_add(1, Ordering::SeqCst);
@@ -305,7 +333,7 @@ async fn run_build(
     started: Started,
     builds: Arc<Mutex<BTreeMap<String, BuildInfo>>>,
     logs: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
-    events: Arc<dyn Queue>,
+    (events, state): (Arc<dyn Queue>, Arc<dyn StateStore>),
 ) {
     let (request, id) = (started.request(), started.id);
     // What a run the process was killed in left behind.
@@ -336,6 +364,18 @@ async fn run_build(
         info.current_phase = Some("COMPLETED".into());
         info.clone()
     };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let key = result_key(&id);
+    let kept = state.put(
+        &key,
+        result_record(&info),
+        Precondition::None,
+        Some(now + RESULT_TTL_SECS),
+        now,
+    );
+    if let Err(e) = kept.await {
+        tracing::warn!(build = id, error = %e, "cannot keep the build's result; sending it anyway");
+    }
     let sent = events
         .send(OutgoingMessage::new(state_change_event(&info).to_string()))
         .await;
@@ -599,17 +639,50 @@ impl Builds for LocalBuildRunner {
     }
 
     async fn get(&self, ids: &[String]) -> Result<Vec<BuildInfo>, BuildsError> {
-        let builds = self.builds.lock().unwrap();
-        Ok(ids
-            .iter()
-            .filter_map(|id| builds.get(id).cloned())
-            .collect())
+        let known: Vec<Option<BuildInfo>> = {
+            let builds = self.builds.lock().unwrap();
+            ids.iter().map(|id| builds.get(id).cloned()).collect()
+        };
+        let mut found = Vec::new();
+        for (id, info) in ids.iter().zip(known) {
+            match info {
+                Some(info) => found.push(info),
+                // Finished before this process started: its kept result.
+                None => found.extend(self.kept_result(id).await?),
+            }
+        }
+        Ok(found)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_build_that_finished_before_a_restart_is_still_found_with_its_variables() {
+        let state: Arc<dyn StateStore> =
+            Arc::new(shared::adapters::memory::MemoryStateStore::new());
+        let mut info = BuildInfo::new("web:local-7", "web", BuildStatus::Succeeded);
+        info.exported
+            .insert("IMAGE_ID_WEB".into(), "sha256:abc".into());
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let key = result_key(&info.id);
+        let kept = state.put(&key, result_record(&info), Precondition::None, None, now);
+        kept.await.unwrap();
+        // A new process: nothing in memory, the store as the last one left it.
+        let events = Arc::new(shared::adapters::memory::MemoryQueue::standard());
+        let runner = LocalBuildRunner::new(BTreeMap::new(), std::env::temp_dir(), events, state);
+        let found = runner
+            .get(&["web:local-7".into(), "web:local-8".into()])
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            vec![info],
+            "the finished one, with its image id; the unknown one absent"
+        );
+    }
 
     #[test]
     fn a_passing_script_succeeds_every_phase_and_exports_its_variables() {
