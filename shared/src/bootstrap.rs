@@ -207,7 +207,7 @@ impl Bootstrap {
     /// Opens, during init, the connections an HTTP function's first request needs (the queue
     /// it sends to and the state table), so that its first answer after a cold start pays no
     /// TLS handshake. A failure here is only logged: the request would open them anyway.
-    pub async fn warm(queue: &dyn Queue, state: &dyn StateStore) {
+    async fn warm(queue: &dyn Queue, state: &dyn StateStore) {
         let started = std::time::Instant::now();
         let key = StateKey::WarmUp.to_string();
         let (queue, state) = tokio::join!(queue.warm(), state.get(&key, 0));
